@@ -1,0 +1,3 @@
+from tunelytics.cli import main
+
+main()

@@ -1,0 +1,204 @@
+"""The Starlette application: /graphql over HTTP and WebSocket, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+
+from tunelytics import metrics
+from tunelytics.config import Settings
+from tunelytics.pubsub import Broadcaster, RedisBroadcaster, create_broadcaster
+from tunelytics.resolvers.context import Context, Services
+from tunelytics.resolvers.ratelimit import RequestLimiter
+from tunelytics.schema import build_schema
+from tunelytics.storage import Storage, connect
+from tunelytics.tokens import TokenVerifier
+
+log = logging.getLogger(__name__)
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    def __init__(self, services: Services) -> None:
+        super().__init__(
+            build_schema(services.settings.limits),
+            graphql_ide="graphiql",
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        )
+        self.services = services
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket | None = None
+    ) -> Context:
+        return Context(
+            services=self.services,
+            request=request,
+            response=response if isinstance(response, Response) else None,
+        )
+
+
+def _graphql_error(status: int, code: str, message: str) -> bytes:
+    return json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = _graphql_error(
+            413, "BAD_USER_INPUT", f"request body exceeds {self.max_bytes} bytes"
+        )
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class RequestMetrics:
+    KNOWN_PATHS = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"] if scope["path"] in self.KNOWN_PATHS else "other"
+        method = scope["method"]
+        status = 500
+        started = time.perf_counter()
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            metrics.HTTP_LATENCY.labels(method, path).observe(time.perf_counter() - started)
+            metrics.HTTP_REQUESTS.labels(method, path, str(status)).inc()
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _readyz(storage: Storage, broadcaster: Broadcaster) -> Any:
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(storage.ping(), 2.0)
+            checks["mongodb"] = "ok"
+        except Exception as error:  # any failure means not ready
+            checks["mongodb"] = f"unavailable: {type(error).__name__}"
+        if isinstance(broadcaster, RedisBroadcaster):
+            try:
+                await asyncio.wait_for(broadcaster.ping(), 2.0)
+                checks["redis"] = "ok"
+            except Exception as error:
+                checks["redis"] = f"unavailable: {type(error).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    return readyz
+
+
+def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
+    """Compose the app. `storage` may be given (tests); otherwise MONGODB_URL is used."""
+    if storage is None:
+        if not settings.mongodb_url:
+            raise ValueError("create_app needs settings.mongodb_url or a storage")
+        storage = connect(
+            settings.mongodb_url, settings.mongodb_database, timeout_ms=settings.mongodb_timeout_ms
+        )
+    broadcaster = create_broadcaster(settings.redis_url)
+    services = Services(
+        settings=settings,
+        storage=storage,
+        broadcaster=broadcaster,
+        verifier=TokenVerifier(settings),
+        limiter=RequestLimiter(settings.limits.rate_per_minute, settings.redis_url),
+    )
+    graphql = GraphQLApp(services)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await storage.ensure_indexes()
+        await broadcaster.start()
+        log.info("tunelytics ready", extra={"database": settings.mongodb_database,
+                                             "pubsub": type(broadcaster).__name__})  # fmt: skip
+        try:
+            yield
+        finally:
+            await broadcaster.stop()
+            await storage.close()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", _readyz(storage, broadcaster)),
+            Route("/metrics", metrics_endpoint),
+        ],
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(RequestMetrics)
+    app.state.services = services
+    return app

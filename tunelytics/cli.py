@@ -1,0 +1,154 @@
+"""`tunelytics serve | seed | token | tenant`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import click
+import uvicorn
+from tqdm import tqdm
+
+from tunelytics.config import DEV_SECRET, Settings
+from tunelytics.domain.auth import Role
+from tunelytics.domain.demo import DemoSize
+from tunelytics.domain.tenancy import Tenant, check_slug
+from tunelytics.logs import configure_logging
+from tunelytics.seeding import delete_tenant_data, demo_item_count, has_catalogue, seed_demo
+from tunelytics.storage import connect
+from tunelytics.storage.embedded import EmbeddedMongo
+from tunelytics.tokens import mint_token
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[Settings]:
+    """Settings with a MongoDB URL: the configured one, or the embedded server's."""
+    if settings.mongodb_url:
+        yield settings
+        return
+    with EmbeddedMongo(settings.data_dir / "mongo") as embedded:
+        yield dataclasses.replace(settings, mongodb_url=embedded.url)
+
+
+def _parse_ttl(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)([smhd])", text)
+    if not match:
+        raise click.BadParameter("use a number and a unit: 90s, 15m, 12h, 30d")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
+    return timedelta(**{unit: int(match[1])})
+
+
+async def _seed(settings: Settings, tenant: str, size: DemoSize, reset: bool, quiet: bool) -> bool:
+    assert settings.mongodb_url
+    storage = connect(settings.mongodb_url, settings.mongodb_database)
+    try:
+        if await has_catalogue(storage, tenant):
+            if not reset:
+                return False
+            await delete_tenant_data(storage, tenant)
+        with tqdm(total=demo_item_count(size), desc=f"seeding {tenant}", unit=" docs",
+                  disable=quiet, unit_scale=True) as bar:  # fmt: skip
+            await seed_demo(storage, tenant, size=size, progress=bar.update)
+        return True
+    finally:
+        await storage.close()
+
+
+@click.group()
+def main() -> None:
+    """tunelytics: GraphQL analytics for music streaming."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Default: HOST or 127.0.0.1")
+@click.option("--port", type=int, default=None, help="Default: PORT or 8000")
+@click.option("--demo/--no-demo", default=True, help="Seed the demo tenant on first start.")
+def serve(host: str | None, port: int | None, demo: bool) -> None:
+    """Serve the GraphQL API (embedded MongoDB-wire server unless MONGODB_URL is set)."""
+    settings = Settings.from_env()
+    settings = dataclasses.replace(
+        settings, host=host or settings.host, port=port or settings.port
+    )
+    configure_logging(settings.log_level)
+    with database(settings) as settings:
+        if demo and asyncio.run(_seed(settings, settings.demo_tenant, DemoSize(), False, False)):
+            click.echo(f"Seeded the demo tenant '{settings.demo_tenant}'.", err=True)
+        from tunelytics.app import create_app
+
+        app = create_app(settings)
+        url = f"http://{settings.host}:{settings.port}/graphql"
+        click.echo(f"\nGraphiQL: {url}", err=True)
+        if settings.jwt_algorithm == "HS256" and settings.jwt_secret:
+            token = mint_token(settings, settings.demo_tenant, [Role.ADMIN], subject="dev")
+            click.echo(
+                f"Development token (tenant {settings.demo_tenant}, admin), for GraphiQL's "
+                f'Headers pane:\n{{"Authorization": "Bearer {token}"}}\n',
+                err=True,
+            )
+            if settings.jwt_secret == DEV_SECRET:
+                click.echo("JWT_SECRET is the development default: set it in production.", err=True)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                           ws="websockets-sansio", lifespan="on")  # fmt: skip
+        )
+        server.run()
+
+
+@main.command()
+@click.option("--tenant", default=None, help="Default: DEMO_TENANT or demo")
+@click.option("--reset", is_flag=True, help="Delete the tenant's data and seed again.")
+@click.option("--listens", type=int, default=DemoSize().listens, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def seed(tenant: str | None, reset: bool, listens: int, quiet: bool) -> None:
+    """Generate the demo catalogue and listening history (deterministic)."""
+    settings = Settings.from_env()
+    configure_logging("WARNING")
+    slug = check_slug(tenant or settings.demo_tenant)
+    with database(settings) as settings:
+        size = dataclasses.replace(DemoSize(), listens=listens)
+        if asyncio.run(_seed(settings, slug, size, reset, quiet)):
+            click.echo(f"seeded tenant {slug}")
+        else:
+            click.echo(f"tenant {slug} already has a catalogue; --reset to seed it again")
+
+
+@main.command()
+@click.option("--tenant", required=True)
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice([r.value for r in Role]))  # fmt: skip
+@click.option("--subject", default="dev", show_default=True)
+@click.option("--ttl", default="30d", show_default=True, help="Lifetime: 90s, 15m, 12h, 30d")
+def token(tenant: str, roles: tuple[str, ...], subject: str, ttl: str) -> None:
+    """Mint a development token."""
+    settings = Settings.from_env()
+    click.echo(mint_token(settings, tenant, roles, subject=subject, ttl=_parse_ttl(ttl)))
+
+
+@main.group()
+def tenant() -> None:
+    """Manage tenants."""
+
+
+@tenant.command("create")
+@click.argument("slug")
+@click.option("--name", required=True)
+def tenant_create(slug: str, name: str) -> None:
+    """Register a tenant."""
+    settings = Settings.from_env()
+    configure_logging("WARNING")
+
+    async def create(url: str) -> bool:
+        storage = connect(url, settings.mongodb_database)
+        try:
+            return await storage.tenants.create(Tenant(id=check_slug(slug), name=name))
+        finally:
+            await storage.close()
+
+    with database(settings) as settings:
+        assert settings.mongodb_url
+        created = asyncio.run(create(settings.mongodb_url))
+    click.echo(f"tenant {slug} {'created' if created else 'already exists'}")

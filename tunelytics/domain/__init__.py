@@ -1,0 +1,1 @@
+"""The product's knowledge: entities, rules and models. No GraphQL, no MongoDB."""

@@ -1,0 +1,26 @@
+"""Tenants own catalogues, listeners and everything derived from them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from tunelytics.domain.errors import InvalidItem
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+@dataclass(slots=True)
+class Tenant:
+    id: str
+    name: str
+    timezone: str = "UTC"
+    retention_days: int = 30
+    created_at: datetime | None = None
+
+
+def check_slug(slug: str) -> str:
+    if not SLUG.match(slug):
+        raise InvalidItem("tenant", "must be 2-63 characters of a-z, 0-9 and -")
+    return slug

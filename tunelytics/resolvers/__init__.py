@@ -1,0 +1,1 @@
+"""Resolver functions, per-request DataLoaders, auth checks and error mapping."""

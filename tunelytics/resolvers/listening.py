@@ -1,0 +1,122 @@
+"""Listeners and listens: reads, batched writes and the live listens stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from strawberry import Info
+
+from tunelytics import metrics
+from tunelytics.domain import listening
+from tunelytics.domain.auth import Permission
+from tunelytics.domain.batches import BatchResult
+from tunelytics.domain.listening import Listen, Listener
+from tunelytics.domain.paging import Page
+from tunelytics.pubsub import listens_channel
+from tunelytics.resolvers.context import Context
+from tunelytics.resolvers.errors import NotFound, Unauthenticated
+from tunelytics.resolvers.pagination import check_batch, check_first, decode_cursor
+from tunelytics.resolvers.tenancy import require_registered_tenant
+
+CtxInfo = Info[Context, None]
+
+
+async def listener(info: CtxInfo, id: str) -> Listener:
+    info.context.authorize(Permission.READ)
+    found = await info.context.loaders.listener.load(id)
+    if found is None:
+        raise NotFound(f"no listener {id}", id=id)
+    return found
+
+
+async def listens_of(
+    info: CtxInfo, listener: Listener, first: int, after: str | None
+) -> Page[Listen]:
+    check_first(first, info.context.settings.limits.max_page)
+    position = decode_cursor(after, "PLAYED_AT")
+    return await info.context.loaders.recent_listens.load((listener.id, first, position))
+
+
+async def listener_of(info: CtxInfo, listen: Listen) -> Listener | None:
+    return await info.context.loaders.listener.load(listen.listener_id)
+
+
+async def upsert_listeners(
+    info: CtxInfo, drafts: list[listening.ListenerDraft]
+) -> BatchResult[Listener]:
+    ctx = info.context
+    principal = ctx.authorize(Permission.WRITE_LISTENS)
+    check_batch(len(drafts), ctx.settings.limits.max_batch)
+    await require_registered_tenant(ctx)
+    return await listening.upsert_listeners(
+        principal.tenant_id, drafts, ctx.storage.listeners, datetime.now(UTC)
+    )
+
+
+def listen_event(listen: Listen) -> dict[str, Any]:
+    return {
+        "id": listen.id,
+        "listener_id": listen.listener_id,
+        "track_id": listen.track_id,
+        "played_at": listen.played_at.isoformat(),
+        "ms_played": listen.ms_played,
+        "skipped": listen.skipped,
+        "source": listen.source,
+    }
+
+
+def listen_from_event(event: dict[str, Any]) -> Listen:
+    return Listen(**{**event, "played_at": datetime.fromisoformat(event["played_at"])})
+
+
+async def record_listens(
+    info: CtxInfo, drafts: list[listening.ListenDraft]
+) -> BatchResult[Listen]:
+    ctx = info.context
+    principal = ctx.authorize(Permission.WRITE_LISTENS)
+    check_batch(len(drafts), ctx.settings.limits.max_batch)
+    await require_registered_tenant(ctx)
+    result = await listening.record_listens(
+        principal.tenant_id,
+        drafts,
+        ctx.storage.tracks,
+        ctx.storage.listeners,
+        ctx.storage.listens,
+        datetime.now(UTC),
+    )
+    channel = listens_channel(principal.tenant_id)
+    for listen in result.stored:
+        await ctx.services.broadcaster.publish(channel, listen_event(listen))
+    metrics.EVENTS_PUBLISHED.labels("listen").inc(len(result.stored))
+    return result
+
+
+async def listen_stream(info: CtxInfo, track_id: str | None) -> AsyncIterator[Listen]:
+    """Every listen stored for the caller's tenant from now on, until the token expires."""
+    ctx = info.context
+    principal = ctx.authorize(Permission.READ)
+    await require_registered_tenant(ctx)
+    gauge = metrics.ACTIVE_SUBSCRIPTIONS.labels("listens")
+    gauge.inc()
+    try:
+        channel = listens_channel(principal.tenant_id)
+        async with ctx.services.broadcaster.subscribe(channel) as events:
+            while True:
+                timeout = None
+                if principal.expires_at is not None:
+                    timeout = (principal.expires_at - datetime.now(UTC)).total_seconds()
+                    if timeout <= 0:
+                        raise Unauthenticated("token has expired; reconnect with a fresh one")
+                try:
+                    event = await asyncio.wait_for(events.get(), timeout)
+                except TimeoutError:
+                    continue  # the loop head turns an expired token into an error
+                if track_id is not None and event["track_id"] != track_id:
+                    continue
+                ctx.fresh_loaders()
+                yield listen_from_event(event)
+    finally:
+        gauge.dec()

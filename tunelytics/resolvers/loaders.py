@@ -1,0 +1,90 @@
+"""Per-request DataLoaders: one class per access path, results aligned with keys.
+
+A loader lives for one request (one subscription event), so its cache never serves
+stale data across requests, and it is bound to one tenant, so it cannot mix tenants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Generic, TypeVar
+
+from aiodataloader import DataLoader
+
+from tunelytics.domain.catalog import Artist, Track
+from tunelytics.domain.listening import Listen, Listener
+from tunelytics.domain.paging import Page, Position
+from tunelytics.domain.tenancy import Tenant
+from tunelytics.storage import Storage
+
+V = TypeVar("V")
+
+
+class _TenantLoader(DataLoader[str, V], Generic[V]):
+    def __init__(self, storage: Storage, tenant_id: str) -> None:
+        super().__init__()
+        self.storage = storage
+        self.tenant_id = tenant_id
+
+
+class TrackLoader(_TenantLoader[Track | None]):
+    async def batch_load_fn(self, ids: list[str]) -> list[Track | None]:
+        found = await self.storage.tracks.by_ids(self.tenant_id, list(ids))
+        return [found.get(i) for i in ids]
+
+
+class ArtistLoader(_TenantLoader[Artist | None]):
+    async def batch_load_fn(self, ids: list[str]) -> list[Artist | None]:
+        found = await self.storage.artists.by_ids(self.tenant_id, list(ids))
+        return [found.get(i) for i in ids]
+
+
+class ListenerLoader(_TenantLoader[Listener | None]):
+    async def batch_load_fn(self, ids: list[str]) -> list[Listener | None]:
+        found = await self.storage.listeners.by_ids(self.tenant_id, list(ids))
+        return [found.get(i) for i in ids]
+
+
+class TracksByArtistLoader(_TenantLoader[list[Track]]):
+    """An artist's tracks, most played first."""
+
+    async def batch_load_fn(self, artist_ids: list[str]) -> list[list[Track]]:
+        grouped = await self.storage.tracks.by_artist_ids(self.tenant_id, list(artist_ids))
+        return [grouped.get(i, []) for i in artist_ids]
+
+
+class TenantLoader(DataLoader[str, Tenant | None]):
+    def __init__(self, storage: Storage) -> None:
+        super().__init__()
+        self.storage = storage
+
+    async def batch_load_fn(self, ids: list[str]) -> list[Tenant | None]:
+        return [await self.storage.tenants.get(i) for i in ids]
+
+
+class Loaders:
+    def __init__(self, storage: Storage, tenant_id: str) -> None:
+        self.track = TrackLoader(storage, tenant_id)
+        self.artist = ArtistLoader(storage, tenant_id)
+        self.listener = ListenerLoader(storage, tenant_id)
+        self.tracks_by_artist = TracksByArtistLoader(storage, tenant_id)
+        self.recent_listens = RecentListensLoader(storage, tenant_id)
+        self.tenant = TenantLoader(storage)
+
+
+ListensKey = tuple[str, int, Position | None]
+
+
+class RecentListensLoader(_TenantLoader[Page[Listen]]):
+    """A listener's listens, newest first; key: (listener id, page size, position after)."""
+
+    async def batch_load_fn(self, keys: list[ListensKey]) -> list[Page[Listen]]:
+        # Each listener's page is its own index range scan; run them together.
+        return list(
+            await asyncio.gather(
+                *(
+                    self.storage.listens.recent_by_listener(self.tenant_id, lid, after, first)
+                    for lid, first, after in keys
+                )
+            )
+        )

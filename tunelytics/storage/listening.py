@@ -1,0 +1,121 @@
+"""Listeners and their listens (append-only, the big collection)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+
+from tunelytics.domain.listening import Listen, Listener
+from tunelytics.domain.paging import Page, Position
+
+Document = dict[str, Any]
+
+
+def _listener(doc: Document) -> Listener:
+    return Listener(id=doc["id"], country=doc["country"], plan=doc["plan"],
+                    signup_at=doc["signup_at"])  # fmt: skip
+
+
+def _listen(doc: Document) -> Listen:
+    return Listen(
+        id=str(doc["_id"]),
+        listener_id=doc["listener_id"],
+        track_id=doc["track_id"],
+        played_at=doc["ts"],
+        ms_played=doc["ms_played"],
+        skipped=doc["skipped"],
+        source=doc.get("source", "other"),
+    )
+
+
+def listen_document(tenant_id: str, listen: Listen) -> Document:
+    return {
+        "_id": ObjectId(),
+        "tenant_id": tenant_id,
+        "listener_id": listen.listener_id,
+        "track_id": listen.track_id,
+        "ts": listen.played_at,
+        "ms_played": listen.ms_played,
+        "skipped": listen.skipped,
+        "source": listen.source,
+    }
+
+
+class ListenerRepository:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+
+    async def by_ids(self, tenant_id: str, ids: list[str]) -> dict[str, Listener]:
+        cursor = self.collection.find({"tenant_id": tenant_id, "id": {"$in": ids}})
+        return {doc["id"]: _listener(doc) async for doc in cursor}
+
+    async def insert_new(self, tenant_id: str, items: list[Listener]) -> None:
+        """Bulk insert for items known to be new (a fresh seed): much faster than upserts."""
+        now = datetime.now(UTC)
+        docs = [{**_listener_document(item), "tenant_id": tenant_id, "created_at": now,
+                  "updated_at": now} for item in items]  # fmt: skip
+        if docs:
+            await self.collection.insert_many(docs, ordered=False)
+
+    async def upsert_many(self, tenant_id: str, listeners: list[Listener]) -> None:
+        if not listeners:
+            return
+        now = datetime.now(UTC)
+        await self.collection.bulk_write(
+            [
+                UpdateOne(
+                    {"tenant_id": tenant_id, "id": li.id},
+                    {
+                        "$set": {"country": li.country, "plan": li.plan, "updated_at": now},
+                        "$setOnInsert": {"signup_at": li.signup_at, "created_at": now},
+                    },
+                    upsert=True,
+                )
+                for li in listeners
+            ],
+            ordered=False,
+        )
+
+
+class ListenRepository:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+
+    async def insert_many(self, tenant_id: str, listens: list[Listen]) -> list[Listen]:
+        """Store the listens and return them with their new ids."""
+        if not listens:
+            return []
+        docs = [listen_document(tenant_id, listen) for listen in listens]
+        await self.collection.insert_many(docs, ordered=False)
+        return [_listen(doc) for doc in docs]
+
+    async def recent_by_listener(
+        self, tenant_id: str, listener_id: str, before: Position | None, first: int
+    ) -> Page[Listen]:
+        """Newest first. `before` is the (played_at, id) of the last listen already seen."""
+        query: Document = {"tenant_id": tenant_id, "listener_id": listener_id}
+        if before is not None:
+            ts, listen_id = before
+            try:
+                oid = ObjectId(listen_id)
+            except InvalidId:
+                oid = ObjectId("0" * 24)
+            query["$or"] = [{"ts": {"$lt": ts}}, {"ts": ts, "_id": {"$lt": oid}}]
+        docs = await (
+            self.collection.find(query).sort([("ts", -1), ("_id", -1)]).limit(first + 1).to_list()
+        )
+        page = docs[:first]
+        return Page(
+            items=[_listen(doc) for doc in page],
+            positions=[(doc["ts"], str(doc["_id"])) for doc in page],
+            has_next=len(docs) > first,
+        )
+
+
+def _listener_document(li: Listener) -> Document:
+    return {"id": li.id, "country": li.country, "plan": li.plan, "signup_at": li.signup_at}

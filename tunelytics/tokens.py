@@ -1,0 +1,92 @@
+"""JSON Web Tokens: verify callers' tokens, mint development tokens.
+
+HS256 with a shared secret or RS256 with a public key, from configuration. The accepted
+algorithm is fixed by configuration, never taken from the token, so `alg: none` and
+algorithm-confusion tokens are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+from tunelytics.config import Settings
+from tunelytics.domain.auth import Principal, Role
+from tunelytics.domain.tenancy import check_slug
+
+
+class InvalidToken(Exception):
+    """The token is missing a claim, expired, badly signed or malformed."""
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self.algorithm = settings.jwt_algorithm
+        key = settings.jwt_secret if self.algorithm == "HS256" else settings.jwt_public_key
+        if not key:
+            raise ValueError(f"{self.algorithm} needs a key: set JWT_SECRET or JWT_PUBLIC_KEY")
+        self.key = key
+        self.audience = settings.jwt_audience
+        self.issuer = settings.jwt_issuer
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self.key,
+                algorithms=[self.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "tenant", "roles"]},
+            )
+        except jwt.ExpiredSignatureError as error:
+            raise InvalidToken("token has expired") from error
+        except jwt.PyJWTError as error:
+            raise InvalidToken(f"invalid token: {error}") from error
+        return _principal(claims)
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    tenant, roles = claims["tenant"], claims["roles"]
+    if not isinstance(tenant, str) or not isinstance(roles, list) or not roles:
+        raise InvalidToken("invalid token: tenant must be a string and roles a non-empty list")
+    try:
+        check_slug(tenant)
+        parsed = frozenset(Role(role) for role in roles)
+    except ValueError as error:
+        raise InvalidToken(f"invalid token: {error}") from error
+    return Principal(
+        subject=str(claims.get("sub", "anonymous")),
+        tenant_id=tenant,
+        roles=parsed,
+        expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
+    )
+
+
+def mint_token(
+    settings: Settings,
+    tenant: str,
+    roles: Iterable[Role | str],
+    subject: str = "dev",
+    ttl: timedelta = timedelta(days=30),
+) -> str:
+    """A signed token for development and tests (RS256 needs JWT_PRIVATE_KEY)."""
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "tenant": check_slug(tenant),
+        "roles": [Role(r).value for r in roles],
+        "iat": now,
+        "exp": now + ttl,
+    }
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    key = settings.jwt_secret if settings.jwt_algorithm == "HS256" else settings.jwt_private_key
+    if not key:
+        raise ValueError("minting RS256 tokens needs JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE")
+    return jwt.encode(claims, key, algorithm=settings.jwt_algorithm)
