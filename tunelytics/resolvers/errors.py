@@ -49,8 +49,11 @@ def _coded(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if isinstance(original, ApiError):
         return error
-    if original is None:
-        # Syntax, validation, depth/token limits, variable coercion: the request is wrong.
+    if original is None or isinstance(original, GraphQLError) or (
+        error.path is None and isinstance(original, ValueError | TypeError)
+    ):
+        # Syntax, validation, depth/token/alias limits, variables that do not coerce to
+        # their types (outside any resolver, so no path): the request itself is wrong.
         error.extensions = {**(error.extensions or {}), "code": "BAD_USER_INPUT"}
         return error
     log.error(

@@ -47,7 +47,7 @@ class ArtistRepository:
     ) -> Page[Artist]:
         query: Document = {"tenant_id": tenant_id}
         if genre:
-            query["genres"] = genre
+            query["genres"] = {"$in": [genre.strip().lower()]}
         return await keyset_page(self.collection, query, Order("name"), after, first, _artist)
 
     async def insert_new(self, tenant_id: str, items: list[Artist]) -> None:
@@ -84,7 +84,8 @@ def _track_query(tenant_id: str, where: TrackFilter) -> Document:
     if where.artist_id is not None:
         query["artist_id"] = where.artist_id
     if where.genre is not None:
-        query["genres"] = where.genre.strip().lower()
+        # $in, not plain equality: see docs/mongodb-compat.md (array equality under an index).
+        query["genres"] = {"$in": [where.genre.strip().lower()]}
     if where.title_contains:
         query["title"] = {"$regex": re.escape(where.title_contains), "$options": "i"}
     duration: Document = {}
