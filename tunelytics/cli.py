@@ -95,7 +95,9 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
             uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                            ws="websockets-sansio", lifespan="on")  # fmt: skip
         )
-        server.run()
+        # uvicorn re-raises the Ctrl-C it handled once it has shut down cleanly.
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
 
 
 @main.command()
