@@ -22,8 +22,9 @@ TEST_SECRET = "test-secret-with-enough-entropy-0123456789"
 SETTINGS = Settings(jwt_secret=TEST_SECRET)
 
 
-def token(tenant: str, *roles: Role | str, ttl: timedelta = timedelta(hours=1),
-          subject: str = "tester") -> str:  # fmt: skip
+def token(
+    tenant: str, *roles: Role | str, ttl: timedelta = timedelta(hours=1), subject: str = "tester"
+) -> str:
     return mint_token(SETTINGS, tenant, roles or (Role.ADMIN,), subject=subject, ttl=ttl)
 
 
@@ -108,8 +109,9 @@ class Api:
         body: dict[str, Any] = response.json()
         return body
 
-    async def data(self, query: str, variables: dict[str, Any] | None = None,
-                   token: str | None = None) -> dict[str, Any]:  # fmt: skip
+    async def data(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> dict[str, Any]:
         """The data of a response that must have no errors."""
         body = await self.post(query, variables, token)
         assert "errors" not in body, body["errors"]

@@ -16,7 +16,9 @@ query Tracks($first: Int!, $after: String, $order: TrackOrderBy!, $filter: Track
 """
 
 
-async def walk(api: Api, token: str, order: str, first: int, filter: dict | None = None) -> list[dict]:
+async def walk(
+    api: Api, token: str, order: str, first: int, filter: dict | None = None
+) -> list[dict]:
     nodes: list[dict] = []
     after = None
     while True:
@@ -62,8 +64,9 @@ async def test_filters_and_total_count(api: Api, tenant: SeededTenant) -> None:
     assert data["tracks"]["totalCount"] == len(expected)
 
     lo, hi = 180_000, 240_000
-    nodes = await walk(api, tenant.viewer, "DURATION", 10,
-                       {"minDurationMs": lo, "maxDurationMs": hi})  # fmt: skip
+    nodes = await walk(
+        api, tenant.viewer, "DURATION", 10, {"minDurationMs": lo, "maxDurationMs": hi}
+    )
     assert {n["id"] for n in nodes} == {
         t.id for t in tenant.demo.tracks if lo <= t.duration_ms <= hi
     }
@@ -90,12 +93,14 @@ async def test_cursor_errors(api: Api, tenant: SeededTenant) -> None:
     data = await api.data(TRACKS, {"first": 2, "order": "TITLE"}, tenant.viewer)
     title_cursor = data["tracks"]["pageInfo"]["endCursor"]
     for cursor in ("not-a-cursor", "e30", title_cursor + "x"):
-        body = await api.post(TRACKS, {"first": 2, "order": "TITLE", "after": cursor},
-                              tenant.viewer)  # fmt: skip
+        body = await api.post(
+            TRACKS, {"first": 2, "order": "TITLE", "after": cursor}, tenant.viewer
+        )
         assert codes(body) == ["BAD_USER_INPUT"], (cursor, body)
     # A cursor from one order is refused by another rather than silently misplaced.
-    body = await api.post(TRACKS, {"first": 2, "order": "DURATION", "after": title_cursor},
-                          tenant.viewer)  # fmt: skip
+    body = await api.post(
+        TRACKS, {"first": 2, "order": "DURATION", "after": title_cursor}, tenant.viewer
+    )
     assert codes(body) == ["BAD_USER_INPUT"]
 
 
@@ -148,8 +153,10 @@ async def test_listener_with_recent_listens(api: Api, tenant: SeededTenant) -> N
 
 
 async def test_viewer_and_tenant(api: Api, tenant: SeededTenant) -> None:
-    data = await api.data("{ viewer { subject roles tenantId tenant { id name } } }",
-                          token=tenant.token("viewer", "analyst"))  # fmt: skip
+    data = await api.data(
+        "{ viewer { subject roles tenantId tenant { id name } } }",
+        token=tenant.token("viewer", "analyst"),
+    )
     assert data["viewer"]["roles"] == ["ANALYST", "VIEWER"]
     assert data["viewer"]["tenant"]["id"] == tenant.id
     data = await api.data("{ tenant { id name retentionDays } }", token=tenant.viewer)

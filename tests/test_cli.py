@@ -64,8 +64,10 @@ async def test_tenant_create(mongo_url: str, database_name: str, storage: Storag
 
 def test_token_rejects_unknown_role_and_bad_ttl() -> None:
     assert cli("token", "--tenant", "demo", "--role", "root", env={}).returncode != 0
-    assert cli("token", "--tenant", "demo", "--role", "viewer", "--ttl", "soon",
-               env={}).returncode != 0  # fmt: skip
+    assert (
+        cli("token", "--tenant", "demo", "--role", "viewer", "--ttl", "soon", env={}).returncode
+        != 0
+    )
 
 
 def _start_serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -74,8 +76,10 @@ def _start_serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes
         env.pop(name, None)
     return subprocess.Popen(
         [sys.executable, "-m", "tunelytics", "serve", "--port", str(port)],
-        env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _wait_ready(process: subprocess.Popen[bytes], port: int, log: Path, timeout: float) -> None:
@@ -111,8 +115,11 @@ def test_serve_with_the_embedded_default(tmp_path: Path) -> None:
         token = re.search(r'"Authorization": "Bearer ([\w.-]+)"', output)
         assert token, output
         query = "{ tracks(first: 1) { totalCount } artists(first: 1) { edges { node { id } } } }"
-        body = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query},
-                          headers={"Authorization": f"Bearer {token[1]}"}).json()  # fmt: skip
+        body = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": query},
+            headers={"Authorization": f"Bearer {token[1]}"},
+        ).json()
         assert body["data"]["tracks"]["totalCount"] == 5000
         database = _children(process.pid)
         assert database, "the embedded database runs as a child process"
@@ -130,8 +137,11 @@ def test_serve_with_the_embedded_default(tmp_path: Path) -> None:
     try:
         _wait_ready(process, port, log, timeout=60)
         assert "Seeded" not in log.read_text()
-        body = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query},
-                          headers={"Authorization": f"Bearer {token[1]}"}).json()  # fmt: skip
+        body = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": query},
+            headers={"Authorization": f"Bearer {token[1]}"},
+        ).json()
         assert body["data"]["tracks"]["totalCount"] == 5000
     finally:
         process.send_signal(signal.SIGINT)

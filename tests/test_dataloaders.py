@@ -38,7 +38,9 @@ class CommandLog(monitoring.CommandListener):
 
 
 @pytest.fixture(scope="module")
-async def monitored(mongo_url: str, database_name: str) -> AsyncIterator[tuple[Storage, CommandLog]]:
+async def monitored(
+    mongo_url: str, database_name: str
+) -> AsyncIterator[tuple[Storage, CommandLog]]:
     log = CommandLog()
     storage = connect(mongo_url, database_name, listeners=[log])
     yield storage, log

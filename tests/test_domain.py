@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
@@ -62,8 +63,16 @@ def test_genres_are_normalised() -> None:
 
 def test_listen_rules_and_skip_default() -> None:
     def listen(**kwargs: object) -> object:
-        args = {"listener_id": "li-1", "track": TRACK, "played_at": NOW, "ms_played": 100_000,
-                "skipped": None, "source": "album", "now": NOW, **kwargs}  # fmt: skip
+        args = {
+            "listener_id": "li-1",
+            "track": TRACK,
+            "played_at": NOW,
+            "ms_played": 100_000,
+            "skipped": None,
+            "source": "album",
+            "now": NOW,
+            **kwargs,
+        }
         return new_listen(**args)  # type: ignore[arg-type]
 
     assert listen(ms_played=29_000).skipped is True
@@ -99,8 +108,11 @@ def test_sort_out_keeps_valid_items_and_reports_each_invalid_one() -> None:
 
 def test_cursor_round_trip_and_tampering() -> None:
     played = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
-    for order, position in [("TITLE", ("Blue Moon", "tr-9")), ("DURATION", (1234, "tr-1")),
-                            ("PLAYED_AT", (played, "65a0f0f0f0f0f0f0f0f0f0f0"))]:  # fmt: skip
+    for order, position in [
+        ("TITLE", ("Blue Moon", "tr-9")),
+        ("DURATION", (1234, "tr-1")),
+        ("PLAYED_AT", (played, "65a0f0f0f0f0f0f0f0f0f0f0")),
+    ]:
         assert decode_cursor(encode_cursor(order, position), order) == position
     assert decode_cursor(None, "TITLE") is None
     with pytest.raises(BadUserInput):
@@ -119,7 +131,11 @@ def test_demo_is_deterministic_and_realistic() -> None:
     assert generate_demo(size, seed=12, end=end).listens != demo.listens
 
     assert (len(demo.artists), len(demo.tracks), len(demo.listeners), len(demo.listens)) == (
-        50, 800, 200, 30_000)  # fmt: skip
+        50,
+        800,
+        200,
+        30_000,
+    )
     assert all(demo.start <= listen.played_at < end for listen in demo.listens)
     signup = {li.id: li.signup_at for li in demo.listeners}
     assert all(listen.played_at >= signup[listen.listener_id] for listen in demo.listens)
@@ -141,5 +157,5 @@ def test_demo_is_deterministic_and_realistic() -> None:
     by_listener: dict[str, list[datetime]] = {}
     for listen in sorted(demo.listens, key=lambda x: x.played_at):
         by_listener.setdefault(listen.listener_id, []).append(listen.played_at)
-    gaps = [b - a for times in by_listener.values() for a, b in zip(times, times[1:])]
+    gaps = [b - a for times in by_listener.values() for a, b in pairwise(times)]
     assert sum(gap < timedelta(minutes=15) for gap in gaps) > 0.6 * len(gaps)

@@ -86,12 +86,17 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = _graphql_error(
-            413, "BAD_USER_INPUT", f"request body exceeds {self.max_bytes} bytes"
+        body = _graphql_error(413, "BAD_USER_INPUT", f"request body exceeds {self.max_bytes} bytes")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
         )
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
         await send({"type": "http.response.body", "body": body})
 
 
@@ -180,8 +185,10 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await storage.ensure_indexes()
         await broadcaster.start()
-        log.info("tunelytics ready", extra={"database": settings.mongodb_database,
-                                             "pubsub": type(broadcaster).__name__})  # fmt: skip
+        log.info(
+            "tunelytics ready",
+            extra={"database": settings.mongodb_database, "pubsub": type(broadcaster).__name__},
+        )
         try:
             yield
         finally:

@@ -50,8 +50,13 @@ async def _seed(settings: Settings, tenant: str, size: DemoSize, reset: bool, qu
             if not reset:
                 return False
             await delete_tenant_data(storage, tenant)
-        with tqdm(total=demo_item_count(size), desc=f"seeding {tenant}", unit=" docs",
-                  disable=quiet, unit_scale=True) as bar:  # fmt: skip
+        with tqdm(
+            total=demo_item_count(size),
+            desc=f"seeding {tenant}",
+            unit=" docs",
+            disable=quiet,
+            unit_scale=True,
+        ) as bar:
             await seed_demo(storage, tenant, size=size, progress=bar.update)
         return True
     finally:
@@ -70,9 +75,7 @@ def main() -> None:
 def serve(host: str | None, port: int | None, demo: bool) -> None:
     """Serve the GraphQL API (embedded MongoDB-wire server unless MONGODB_URL is set)."""
     settings = Settings.from_env()
-    settings = dataclasses.replace(
-        settings, host=host or settings.host, port=port or settings.port
-    )
+    settings = dataclasses.replace(settings, host=host or settings.host, port=port or settings.port)
     configure_logging(settings.log_level)
     with database(settings) as settings:
         if demo and asyncio.run(_seed(settings, settings.demo_tenant, DemoSize(), False, False)):
@@ -92,8 +95,14 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
             if settings.jwt_secret == DEV_SECRET:
                 click.echo("JWT_SECRET is the development default: set it in production.", err=True)
         server = uvicorn.Server(
-            uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                           ws="websockets-sansio", lifespan="on")  # fmt: skip
+            uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                ws="websockets-sansio",
+                lifespan="on",
+            )
         )
         # uvicorn re-raises the Ctrl-C it handled once it has shut down cleanly.
         with contextlib.suppress(KeyboardInterrupt):
@@ -120,8 +129,9 @@ def seed(tenant: str | None, reset: bool, listens: int, quiet: bool) -> None:
 
 @main.command()
 @click.option("--tenant", required=True)
-@click.option("--role", "roles", multiple=True, required=True,
-              type=click.Choice([r.value for r in Role]))  # fmt: skip
+@click.option(
+    "--role", "roles", multiple=True, required=True, type=click.Choice([r.value for r in Role])
+)
 @click.option("--subject", default="dev", show_default=True)
 @click.option("--ttl", default="30d", show_default=True, help="Lifetime: 90s, 15m, 12h, 30d")
 def token(tenant: str, roles: tuple[str, ...], subject: str, ttl: str) -> None:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEV_SECRET = "tunelytics-development-secret-change-me"  # noqa: S105 - documented dev default
+DEV_SECRET = "tunelytics-development-secret-change-me"
 
 
 def _int(name: str, default: int) -> int:

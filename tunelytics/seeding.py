@@ -30,7 +30,7 @@ async def seed_demo(
     storage: Storage,
     tenant_id: str,
     name: str = "Demo Records",
-    size: DemoSize = DemoSize(),
+    size: DemoSize | None = None,
     seed: int = 7,
     progress: Progress | None = None,
 ) -> Demo:
@@ -38,7 +38,7 @@ async def seed_demo(
     step = progress or (lambda _n: None)
     await storage.ensure_indexes()
     await storage.tenants.create(Tenant(id=tenant_id, name=name))
-    demo = generate_demo(size, seed=seed)
+    demo = generate_demo(size or DemoSize(), seed=seed)
     # The tenant's catalogue is empty (callers check), so plain inserts are safe.
     await storage.artists.insert_new(tenant_id, demo.artists)
     step(len(demo.artists))

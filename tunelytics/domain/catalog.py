@@ -184,9 +184,7 @@ async def upsert_tracks(
         if track.artist_id in known:
             valid.append(track)
         else:
-            rejected.append(
-                Rejection(index, "artistId", f"unknown artist {track.artist_id}", True)
-            )
+            rejected.append(Rejection(index, "artistId", f"unknown artist {track.artist_id}", True))
     await tracks.upsert_many(tenant_id, valid)
     # Read back: an update keeps the stored listen count, which the caller should see.
     stored = await tracks.by_ids(tenant_id, [t.id for t in valid])

@@ -21,9 +21,23 @@ from tunelytics.domain.catalog import Artist, Track
 from tunelytics.domain.listening import PLANS, SOURCES, Listen, Listener
 
 GENRES = (
-    "pop", "rock", "hip-hop", "electronic", "indie", "jazz", "classical", "r&b",
-    "metal", "folk", "country", "latin", "reggae", "blues", "soul", "ambient",
-)  # fmt: skip
+    "pop",
+    "rock",
+    "hip-hop",
+    "electronic",
+    "indie",
+    "jazz",
+    "classical",
+    "r&b",
+    "metal",
+    "folk",
+    "country",
+    "latin",
+    "reggae",
+    "blues",
+    "soul",
+    "ambient",
+)
 GENRE_SHARE = np.array([18, 14, 16, 12, 9, 4, 3, 7, 4, 3, 3, 3, 1, 1, 1, 1], dtype=float)
 COUNTRIES = ("US", "GB", "DE", "SE", "BR", "MX", "FR", "JP", "IN", "NG", "ES", "CA")
 COUNTRY_SHARE = np.array([24, 10, 10, 6, 10, 7, 7, 6, 8, 4, 4, 4], dtype=float)
@@ -31,19 +45,95 @@ PLAN_SHARE = np.array([55, 30, 10, 5], dtype=float)
 SOURCE_SHARE = np.array([40, 20, 10, 8, 14, 8, 0], dtype=float)
 # Share of a day's listening by hour (UTC): a night trough, a commute bump, an evening peak.
 HOURLY = np.array(
-    [2, 1.2, 0.8, 0.6, 0.6, 0.9, 2, 3.5, 4.5, 4, 4, 4.3,
-     4.8, 4.6, 4.3, 4.5, 5, 5.5, 6.2, 6.8, 7, 6.4, 5, 3.3],
-)  # fmt: skip
+    [
+        2,
+        1.2,
+        0.8,
+        0.6,
+        0.6,
+        0.9,
+        2,
+        3.5,
+        4.5,
+        4,
+        4,
+        4.3,
+        4.8,
+        4.6,
+        4.3,
+        4.5,
+        5,
+        5.5,
+        6.2,
+        6.8,
+        7,
+        6.4,
+        5,
+        3.3,
+    ],
+)
 WEEKDAY = np.array([0.92, 0.93, 0.95, 0.98, 1.08, 1.14, 1.1])  # Monday first
 SYLLABLES = (
-    "ka", "lo", "mi", "ra", "ve", "no", "sa", "tu", "el", "an", "is", "or", "be", "da",
-    "fi", "ge", "ho", "ju", "ly", "ma", "ne", "pi", "qu", "si", "ta", "vo", "wy", "ze",
-)  # fmt: skip
+    "ka",
+    "lo",
+    "mi",
+    "ra",
+    "ve",
+    "no",
+    "sa",
+    "tu",
+    "el",
+    "an",
+    "is",
+    "or",
+    "be",
+    "da",
+    "fi",
+    "ge",
+    "ho",
+    "ju",
+    "ly",
+    "ma",
+    "ne",
+    "pi",
+    "qu",
+    "si",
+    "ta",
+    "vo",
+    "wy",
+    "ze",
+)
 WORDS = (
-    "night", "fire", "river", "gold", "blue", "echo", "summer", "ghost", "city", "heart",
-    "dream", "wild", "neon", "storm", "glass", "paper", "silver", "velvet", "static", "moon",
-    "run", "falling", "light", "shadow", "ocean", "satellite", "honey", "electric", "home",
-)  # fmt: skip
+    "night",
+    "fire",
+    "river",
+    "gold",
+    "blue",
+    "echo",
+    "summer",
+    "ghost",
+    "city",
+    "heart",
+    "dream",
+    "wild",
+    "neon",
+    "storm",
+    "glass",
+    "paper",
+    "silver",
+    "velvet",
+    "static",
+    "moon",
+    "run",
+    "falling",
+    "light",
+    "shadow",
+    "ocean",
+    "satellite",
+    "honey",
+    "electric",
+    "home",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +168,12 @@ def _title(rng: np.random.Generator) -> str:
     return " ".join(str(w) for w in words).title()
 
 
-def generate_demo(size: DemoSize = DemoSize(), seed: int = 7, end: datetime | None = None) -> Demo:
+def generate_demo(
+    size: DemoSize | None = None, seed: int = 7, end: datetime | None = None
+) -> Demo:
     """Build the whole demo catalogue and history; the same seed and end give the same data."""
     rng = np.random.default_rng(seed)
+    size = size or DemoSize()
     if end is None:
         end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=size.days)
@@ -89,17 +182,16 @@ def generate_demo(size: DemoSize = DemoSize(), seed: int = 7, end: datetime | No
     tracks, track_weight = _tracks(rng, size.tracks, artists, artist_weight, artist_genre)
     listeners, listener_taste, listener_activity = _listeners(rng, size.listeners, start, end)
     listens = list(
-        _listens(rng, size, start, tracks, track_weight, listeners, listener_taste,
-                 listener_activity)
-    )  # fmt: skip
+        _listens(
+            rng, size, start, tracks, track_weight, listeners, listener_taste, listener_activity
+        )
+    )
     for track, count in zip(tracks, _counts(listens, tracks), strict=True):
         track.listen_count = count
     return Demo(artists, tracks, listeners, listens, start, end)
 
 
-def _artists(
-    rng: np.random.Generator, n: int
-) -> tuple[list[Artist], np.ndarray, np.ndarray]:
+def _artists(rng: np.random.Generator, n: int) -> tuple[list[Artist], np.ndarray, np.ndarray]:
     genre = rng.choice(len(GENRES), size=n, p=_normalise(GENRE_SHARE))
     # Zipf-like: the artist at rank r gets weight 1 / r^1.1.
     weight = 1.0 / np.arange(1, n + 1) ** 1.1

@@ -87,9 +87,8 @@ class Context:
     def authorize(self, permission: Permission) -> Principal:
         principal = self.principal
         if not principal.can(permission):
-            raise Forbidden(
-                f"role {', '.join(sorted(principal.roles))} may not {permission.value.replace('_', ' ')}"
-            )
+            action = permission.value.replace("_", " ")
+            raise Forbidden(f"role {', '.join(sorted(principal.roles))} may not {action}")
         return principal
 
     @property

@@ -49,8 +49,10 @@ def _coded(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if isinstance(original, ApiError):
         return error
-    if original is None or isinstance(original, GraphQLError) or (
-        error.path is None and isinstance(original, ValueError | TypeError)
+    if (
+        original is None
+        or isinstance(original, GraphQLError)
+        or (error.path is None and isinstance(original, ValueError | TypeError))
     ):
         # Syntax, validation, depth/token/alias limits, variables that do not coerce to
         # their types (outside any resolver, so no path): the request itself is wrong.
@@ -74,7 +76,7 @@ def _coded(error: GraphQLError) -> GraphQLError:
 def coded_errors(errors: list[GraphQLError]) -> list[GraphQLError]:
     result = [_coded(error) for error in errors]
     for error in result:
-        metrics.GRAPHQL_ERRORS.labels(error.extensions.get("code", "INTERNAL")).inc()
+        metrics.GRAPHQL_ERRORS.labels((error.extensions or {}).get("code", "INTERNAL")).inc()
     return result
 
 

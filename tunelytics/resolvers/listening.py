@@ -72,9 +72,7 @@ def listen_from_event(event: dict[str, Any]) -> Listen:
     return Listen(**{**event, "played_at": datetime.fromisoformat(event["played_at"])})
 
 
-async def record_listens(
-    info: CtxInfo, drafts: list[listening.ListenDraft]
-) -> BatchResult[Listen]:
+async def record_listens(info: CtxInfo, drafts: list[listening.ListenDraft]) -> BatchResult[Listen]:
     ctx = info.context
     principal = ctx.authorize(Permission.WRITE_LISTENS)
     check_batch(len(drafts), ctx.settings.limits.max_batch)

@@ -17,35 +17,36 @@ from tunelytics.domain.paging import Page, Position
 from tunelytics.domain.tenancy import Tenant
 from tunelytics.storage import Storage
 
+K = TypeVar("K")
 V = TypeVar("V")
 
 
-class _TenantLoader(DataLoader[str, V], Generic[V]):
+class _TenantLoader(DataLoader[K, V], Generic[K, V]):
     def __init__(self, storage: Storage, tenant_id: str) -> None:
         super().__init__()
         self.storage = storage
         self.tenant_id = tenant_id
 
 
-class TrackLoader(_TenantLoader[Track | None]):
+class TrackLoader(_TenantLoader[str, Track | None]):
     async def batch_load_fn(self, ids: list[str]) -> list[Track | None]:
         found = await self.storage.tracks.by_ids(self.tenant_id, list(ids))
         return [found.get(i) for i in ids]
 
 
-class ArtistLoader(_TenantLoader[Artist | None]):
+class ArtistLoader(_TenantLoader[str, Artist | None]):
     async def batch_load_fn(self, ids: list[str]) -> list[Artist | None]:
         found = await self.storage.artists.by_ids(self.tenant_id, list(ids))
         return [found.get(i) for i in ids]
 
 
-class ListenerLoader(_TenantLoader[Listener | None]):
+class ListenerLoader(_TenantLoader[str, Listener | None]):
     async def batch_load_fn(self, ids: list[str]) -> list[Listener | None]:
         found = await self.storage.listeners.by_ids(self.tenant_id, list(ids))
         return [found.get(i) for i in ids]
 
 
-class TracksByArtistLoader(_TenantLoader[list[Track]]):
+class TracksByArtistLoader(_TenantLoader[str, list[Track]]):
     """An artist's tracks, most played first."""
 
     async def batch_load_fn(self, artist_ids: list[str]) -> list[list[Track]]:
@@ -75,7 +76,7 @@ class Loaders:
 ListensKey = tuple[str, int, Position | None]
 
 
-class RecentListensLoader(_TenantLoader[Page[Listen]]):
+class RecentListensLoader(_TenantLoader[ListensKey, Page[Listen]]):
     """A listener's listens, newest first; key: (listener id, page size, position after)."""
 
     async def batch_load_fn(self, keys: list[ListensKey]) -> list[Page[Listen]]:

@@ -37,7 +37,7 @@ class RateLimit(SchemaExtension):
     """Counts each operation against its caller: the token's subject in its tenant, else
     the client address."""
 
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_execute(self) -> AsyncIterator[None]:
         context: Context = self.execution_context.context
         limiter = context.services.limiter
         if limiter is not None:

@@ -46,8 +46,9 @@ class ArtistInput:
     country: str | None = strawberry.field(default=None, description="ISO 3166-1 alpha-2")
 
     def to_domain(self) -> catalog.ArtistDraft:
-        return catalog.ArtistDraft(name=self.name, id=self.id, genres=self.genres,
-                                   country=self.country)  # fmt: skip
+        return catalog.ArtistDraft(
+            name=self.name, id=self.id, genres=self.genres, country=self.country
+        )
 
 
 @strawberry.input
@@ -80,8 +81,9 @@ class ListenerInput:
     signup_at: datetime | None = None
 
     def to_domain(self) -> listening.ListenerDraft:
-        return listening.ListenerDraft(id=self.id, country=self.country, plan=self.plan,
-                                       signup_at=self.signup_at)  # fmt: skip
+        return listening.ListenerDraft(
+            id=self.id, country=self.country, plan=self.plan, signup_at=self.signup_at
+        )
 
 
 @strawberry.input

@@ -8,7 +8,6 @@ from functools import partial
 import strawberry
 from graphql import GraphQLError
 from strawberry import Info
-from strawberry.types import ExecutionContext
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -16,9 +15,11 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.types import ExecutionContext
 
 from tunelytics.config import Limits
 from tunelytics.domain.auth import Permission
+from tunelytics.domain.batches import Rejection
 from tunelytics.resolvers import catalog as catalog_resolvers
 from tunelytics.resolvers import listening as listening_resolvers
 from tunelytics.resolvers.context import Context
@@ -104,8 +105,8 @@ class Query:
         return Listener.of(await listening_resolvers.listener(info, id))
 
 
-def _rejected(result_rejected: list) -> list[RejectedItem]:  # type: ignore[type-arg]
-    return [RejectedItem.of(r) for r in result_rejected]
+def _rejected(rejections: list[Rejection]) -> list[RejectedItem]:
+    return [RejectedItem.of(r) for r in rejections]
 
 
 @strawberry.type

@@ -37,8 +37,12 @@ class Tenant:
 
     @classmethod
     def of(cls, tenant: TenantEntity) -> Tenant:
-        return cls(id=strawberry.ID(tenant.id), name=tenant.name, timezone=tenant.timezone,
-                   retention_days=tenant.retention_days)  # fmt: skip
+        return cls(
+            id=strawberry.ID(tenant.id),
+            name=tenant.name,
+            timezone=tenant.timezone,
+            retention_days=tenant.retention_days,
+        )
 
 
 @strawberry.type(description="The authenticated caller.")
@@ -73,8 +77,13 @@ class Artist:
 
     @classmethod
     def of(cls, artist: catalog.Artist) -> Artist:
-        return cls(id=strawberry.ID(artist.id), name=artist.name, genres=artist.genres,
-                   country=artist.country, entity=artist)  # fmt: skip
+        return cls(
+            id=strawberry.ID(artist.id),
+            name=artist.name,
+            genres=artist.genres,
+            country=artist.country,
+            entity=artist,
+        )
 
     @strawberry.field(description="The artist's tracks, most played first.")
     async def tracks(self, info: CtxInfo, first: int = 20) -> list[Track]:
@@ -120,8 +129,13 @@ class Listener:
 
     @classmethod
     def of(cls, listener: listening.Listener) -> Listener:
-        return cls(id=strawberry.ID(listener.id), country=listener.country, plan=listener.plan,
-                   signup_at=listener.signup_at, entity=listener)  # fmt: skip
+        return cls(
+            id=strawberry.ID(listener.id),
+            country=listener.country,
+            plan=listener.plan,
+            signup_at=listener.signup_at,
+            entity=listener,
+        )
 
     @strawberry.field(description="Listens, newest first.")
     async def listens(

@@ -18,8 +18,9 @@ Document = dict[str, Any]
 
 
 def _artist(doc: Document) -> Artist:
-    return Artist(id=doc["id"], name=doc["name"], genres=doc.get("genres", []),
-                  country=doc.get("country"))  # fmt: skip
+    return Artist(
+        id=doc["id"], name=doc["name"], genres=doc.get("genres", []), country=doc.get("country")
+    )
 
 
 def _track(doc: Document) -> Track:
@@ -53,8 +54,10 @@ class ArtistRepository:
     async def insert_new(self, tenant_id: str, items: list[Artist]) -> None:
         """Bulk insert for items known to be new (a fresh seed): much faster than upserts."""
         now = datetime.now(UTC)
-        docs = [{**_artist_document(item), "tenant_id": tenant_id, "created_at": now,
-                  "updated_at": now} for item in items]  # fmt: skip
+        docs = [
+            {**_artist_document(item), "tenant_id": tenant_id, "created_at": now, "updated_at": now}
+            for item in items
+        ]
         if docs:
             await self.collection.insert_many(docs, ordered=False)
 
@@ -67,10 +70,14 @@ class ArtistRepository:
                 UpdateOne(
                     {"tenant_id": tenant_id, "id": a.id},
                     {
-                        "$set": {"name": a.name, "genres": a.genres, "country": a.country,
-                                 "updated_at": now},
+                        "$set": {
+                            "name": a.name,
+                            "genres": a.genres,
+                            "country": a.country,
+                            "updated_at": now,
+                        },
                         "$setOnInsert": {"created_at": now},
-                    },  # fmt: skip
+                    },
                     upsert=True,
                 )
                 for a in artists
@@ -127,8 +134,10 @@ class TrackRepository:
     async def insert_new(self, tenant_id: str, items: list[Track]) -> None:
         """Bulk insert for items known to be new (a fresh seed): much faster than upserts."""
         now = datetime.now(UTC)
-        docs = [{**_track_document(item), "tenant_id": tenant_id, "created_at": now,
-                  "updated_at": now} for item in items]  # fmt: skip
+        docs = [
+            {**_track_document(item), "tenant_id": tenant_id, "created_at": now, "updated_at": now}
+            for item in items
+        ]
         if docs:
             await self.collection.insert_many(docs, ordered=False)
 

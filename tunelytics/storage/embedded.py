@@ -53,13 +53,20 @@ class EmbeddedMongo:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.data_dir / "nx-27017.log"
         command = [
-            sys.executable, "-c", "from nx_27017.nx_27017 import main; main()",
-            "--data-dir", str(self.data_dir),
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--log-file", str(log_path),
-            "--pid-file", str(self.data_dir / "nx-27017.pid"),
-        ]  # fmt: skip
+            sys.executable,
+            "-c",
+            "from nx_27017.nx_27017 import main; main()",
+            "--data-dir",
+            str(self.data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-file",
+            str(log_path),
+            "--pid-file",
+            str(self.data_dir / "nx-27017.pid"),
+        ]
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -69,7 +76,9 @@ class EmbeddedMongo:
             start_new_session=True,  # Ctrl-C reaches the API, which then stops this cleanly
         )
         self._wait_ready(timeout)
-        log.info("embedded MongoDB-wire server ready", extra={"url": self.url, "pid": self.process.pid})
+        log.info(
+            "embedded MongoDB-wire server ready", extra={"url": self.url, "pid": self.process.pid}
+        )
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -82,7 +91,7 @@ class EmbeddedMongo:
                     f"see {self.data_dir / 'nx-27017.stderr'}"
                 )
             try:
-                with MongoClient(self.url, serverSelectionTimeoutMS=300) as client:
+                with MongoClient[dict[str, object]](self.url, serverSelectionTimeoutMS=300) as client:
                     client.admin.command("ping")
                 return
             except PyMongoError as error:

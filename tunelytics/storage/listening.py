@@ -17,8 +17,9 @@ Document = dict[str, Any]
 
 
 def _listener(doc: Document) -> Listener:
-    return Listener(id=doc["id"], country=doc["country"], plan=doc["plan"],
-                    signup_at=doc["signup_at"])  # fmt: skip
+    return Listener(
+        id=doc["id"], country=doc["country"], plan=doc["plan"], signup_at=doc["signup_at"]
+    )
 
 
 def _listen(doc: Document) -> Listen:
@@ -57,8 +58,15 @@ class ListenerRepository:
     async def insert_new(self, tenant_id: str, items: list[Listener]) -> None:
         """Bulk insert for items known to be new (a fresh seed): much faster than upserts."""
         now = datetime.now(UTC)
-        docs = [{**_listener_document(item), "tenant_id": tenant_id, "created_at": now,
-                  "updated_at": now} for item in items]  # fmt: skip
+        docs = [
+            {
+                **_listener_document(item),
+                "tenant_id": tenant_id,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for item in items
+        ]
         if docs:
             await self.collection.insert_many(docs, ordered=False)
 
