@@ -34,6 +34,7 @@ class Broadcaster(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def publish(self, channel: str, message: Message) -> None: ...
+    async def publish_many(self, channel: str, messages: list[Message]) -> None: ...
     def subscribe(
         self, channel: str
     ) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[Message]]: ...
@@ -84,6 +85,10 @@ class LocalBroadcaster:
     async def publish(self, channel: str, message: Message) -> None:
         self.hub.deliver(channel, message)
 
+    async def publish_many(self, channel: str, messages: list[Message]) -> None:
+        for message in messages:
+            self.hub.deliver(channel, message)
+
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[Message]]:
         queue = self.hub.add(channel)
@@ -122,7 +127,14 @@ class RedisBroadcaster:
         await self.redis.ping()
 
     async def publish(self, channel: str, message: Message) -> None:
-        await self.redis.publish(channel, json.dumps(message, separators=(",", ":")))
+        await self.publish_many(channel, [message])
+
+    async def publish_many(self, channel: str, messages: list[Message]) -> None:
+        # One round trip for a whole batch, in order.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for message in messages:
+                pipe.publish(channel, json.dumps(message, separators=(",", ":")))
+            await pipe.execute()
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[Message]]:

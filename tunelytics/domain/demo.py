@@ -168,9 +168,7 @@ def _title(rng: np.random.Generator) -> str:
     return " ".join(str(w) for w in words).title()
 
 
-def generate_demo(
-    size: DemoSize | None = None, seed: int = 7, end: datetime | None = None
-) -> Demo:
+def generate_demo(size: DemoSize | None = None, seed: int = 7, end: datetime | None = None) -> Demo:
     """Build the whole demo catalogue and history; the same seed and end give the same data."""
     rng = np.random.default_rng(seed)
     size = size or DemoSize()

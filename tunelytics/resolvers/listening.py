@@ -85,9 +85,9 @@ async def record_listens(info: CtxInfo, drafts: list[listening.ListenDraft]) -> 
         ctx.storage.listens,
         datetime.now(UTC),
     )
-    channel = listens_channel(principal.tenant_id)
-    for listen in result.stored:
-        await ctx.services.broadcaster.publish(channel, listen_event(listen))
+    await ctx.services.broadcaster.publish_many(
+        listens_channel(principal.tenant_id), [listen_event(listen) for listen in result.stored]
+    )
     metrics.EVENTS_PUBLISHED.labels("listen").inc(len(result.stored))
     return result
 

@@ -91,7 +91,9 @@ class EmbeddedMongo:
                     f"see {self.data_dir / 'nx-27017.stderr'}"
                 )
             try:
-                with MongoClient[dict[str, object]](self.url, serverSelectionTimeoutMS=300) as client:
+                with MongoClient[dict[str, object]](
+                    self.url, serverSelectionTimeoutMS=300
+                ) as client:
                     client.admin.command("ping")
                 return
             except PyMongoError as error:
