@@ -7,6 +7,7 @@ from collections.abc import Callable
 from tunelytics.domain.demo import Demo, DemoSize, generate_demo
 from tunelytics.domain.tenancy import Tenant
 from tunelytics.storage import Storage
+from tunelytics.storage.scope import tenant_scope
 
 CHUNK = 10_000
 TENANT_COLLECTIONS = ("artists", "tracks", "listeners", "listens")
@@ -14,12 +15,12 @@ Progress = Callable[[int], None]
 
 
 async def has_catalogue(storage: Storage, tenant_id: str) -> bool:
-    return await storage.db["tracks"].find_one({"tenant_id": tenant_id}, {"_id": 1}) is not None
+    return await storage.db["tracks"].find_one(tenant_scope(tenant_id), {"_id": 1}) is not None
 
 
 async def delete_tenant_data(storage: Storage, tenant_id: str) -> None:
     for name in TENANT_COLLECTIONS:
-        await storage.db[name].delete_many({"tenant_id": tenant_id})
+        await storage.db[name].delete_many(tenant_scope(tenant_id))
 
 
 def demo_item_count(size: DemoSize) -> int:

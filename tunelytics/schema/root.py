@@ -9,6 +9,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import Info
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -166,6 +167,24 @@ class Schema(strawberry.Schema):
         code_errors_in_place(errors)
 
 
+def _guard_rails(limits: Limits) -> type[AddValidationRules]:
+    """Depth and alias limits as validation rules built once.
+
+    Strawberry's limiter extensions build new rule classes per instance, i.e. per request,
+    and the validation cache is keyed by the rule classes: it would never hit.
+    """
+    rules = [
+        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+    ]
+
+    class GuardRails(AddValidationRules):
+        def __init__(self) -> None:
+            super().__init__(rules)
+
+    return GuardRails
+
+
 def build_schema(limits: Limits) -> strawberry.Schema:
     return Schema(
         query=Query,
@@ -174,9 +193,8 @@ def build_schema(limits: Limits) -> strawberry.Schema:
         extensions=[
             OperationMetrics,
             RateLimit,
-            partial(QueryDepthLimiter, max_depth=limits.max_depth),
+            _guard_rails(limits),
             partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
-            partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
             partial(ParserCache, maxsize=256),
             partial(ValidationCache, maxsize=256),
         ],

@@ -13,6 +13,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from tunelytics.domain.catalog import Artist, Track, TrackFilter
 from tunelytics.domain.paging import Order, Page, Position
 from tunelytics.storage.keyset import keyset_page
+from tunelytics.storage.scope import document_key, insert_new, keyed, tenant_scope
 
 Document = dict[str, Any]
 
@@ -40,26 +41,19 @@ class ArtistRepository:
         self.collection = collection
 
     async def by_ids(self, tenant_id: str, ids: list[str]) -> dict[str, Artist]:
-        cursor = self.collection.find({"tenant_id": tenant_id, "id": {"$in": ids}})
-        return {doc["id"]: _artist(doc) async for doc in cursor}
+        cursor = self.collection.find(keyed(tenant_id, ids))
+        return {doc["id"]: _artist(doc) async for doc in cursor if doc["tenant_id"] == tenant_id}
 
     async def page(
         self, tenant_id: str, after: Position | None, first: int, genre: str | None = None
     ) -> Page[Artist]:
-        query: Document = {"tenant_id": tenant_id}
+        query = tenant_scope(tenant_id)
         if genre:
             query["genres"] = {"$in": [genre.strip().lower()]}
         return await keyset_page(self.collection, query, Order("name"), after, first, _artist)
 
     async def insert_new(self, tenant_id: str, items: list[Artist]) -> None:
-        """Bulk insert for items known to be new (a fresh seed): much faster than upserts."""
-        now = datetime.now(UTC)
-        docs = [
-            {**_artist_document(item), "tenant_id": tenant_id, "created_at": now, "updated_at": now}
-            for item in items
-        ]
-        if docs:
-            await self.collection.insert_many(docs, ordered=False)
+        await insert_new(self.collection, tenant_id, [(i.id, _artist_document(i)) for i in items])
 
     async def upsert_many(self, tenant_id: str, artists: list[Artist]) -> None:
         if not artists:
@@ -68,7 +62,7 @@ class ArtistRepository:
         await self.collection.bulk_write(
             [
                 UpdateOne(
-                    {"tenant_id": tenant_id, "id": a.id},
+                    {"_id": document_key(tenant_id, a.id)},
                     {
                         "$set": {
                             "name": a.name,
@@ -76,7 +70,7 @@ class ArtistRepository:
                             "country": a.country,
                             "updated_at": now,
                         },
-                        "$setOnInsert": {"created_at": now},
+                        "$setOnInsert": {"tenant_id": tenant_id, "id": a.id, "created_at": now},
                     },
                     upsert=True,
                 )
@@ -87,9 +81,9 @@ class ArtistRepository:
 
 
 def _track_query(tenant_id: str, where: TrackFilter) -> Document:
-    query: Document = {"tenant_id": tenant_id}
+    query = tenant_scope(tenant_id)
     if where.artist_id is not None:
-        query["artist_id"] = where.artist_id
+        query["artist_id"] = {"$eq": where.artist_id}
     if where.genre is not None:
         # $in, not plain equality: see docs/mongodb-compat.md (array equality under an index).
         query["genres"] = {"$in": [where.genre.strip().lower()]}
@@ -110,13 +104,13 @@ class TrackRepository:
         self.collection = collection
 
     async def by_ids(self, tenant_id: str, ids: list[str]) -> dict[str, Track]:
-        cursor = self.collection.find({"tenant_id": tenant_id, "id": {"$in": ids}})
-        return {doc["id"]: _track(doc) async for doc in cursor}
+        cursor = self.collection.find(keyed(tenant_id, ids))
+        return {doc["id"]: _track(doc) async for doc in cursor if doc["tenant_id"] == tenant_id}
 
     async def by_artist_ids(self, tenant_id: str, artist_ids: list[str]) -> dict[str, list[Track]]:
-        cursor = self.collection.find(
-            {"tenant_id": tenant_id, "artist_id": {"$in": artist_ids}}
-        ).sort([("listen_count", -1), ("id", 1)])
+        cursor = self.collection.find(tenant_scope(tenant_id, artist_id={"$in": artist_ids})).sort(
+            [("listen_count", -1), ("id", 1)]
+        )
         grouped: dict[str, list[Track]] = defaultdict(list)
         async for doc in cursor:
             grouped[doc["artist_id"]].append(_track(doc))
@@ -132,14 +126,7 @@ class TrackRepository:
         return await self.collection.count_documents(_track_query(tenant_id, where))
 
     async def insert_new(self, tenant_id: str, items: list[Track]) -> None:
-        """Bulk insert for items known to be new (a fresh seed): much faster than upserts."""
-        now = datetime.now(UTC)
-        docs = [
-            {**_track_document(item), "tenant_id": tenant_id, "created_at": now, "updated_at": now}
-            for item in items
-        ]
-        if docs:
-            await self.collection.insert_many(docs, ordered=False)
+        await insert_new(self.collection, tenant_id, [(i.id, _track_document(i)) for i in items])
 
     async def upsert_many(self, tenant_id: str, tracks: list[Track]) -> None:
         if not tracks:
@@ -148,7 +135,7 @@ class TrackRepository:
         await self.collection.bulk_write(
             [
                 UpdateOne(
-                    {"tenant_id": tenant_id, "id": t.id},
+                    {"_id": document_key(tenant_id, t.id)},
                     {
                         "$set": {
                             "title": t.title,
@@ -158,7 +145,12 @@ class TrackRepository:
                             "released_at": t.released_at,
                             "updated_at": now,
                         },
-                        "$setOnInsert": {"listen_count": t.listen_count, "created_at": now},
+                        "$setOnInsert": {
+                            "tenant_id": tenant_id,
+                            "id": t.id,
+                            "listen_count": t.listen_count,
+                            "created_at": now,
+                        },
                     },
                     upsert=True,
                 )
@@ -172,7 +164,7 @@ class TrackRepository:
             return
         await self.collection.bulk_write(
             [
-                UpdateOne({"tenant_id": tenant_id, "id": track_id}, {"$inc": {"listen_count": n}})
+                UpdateOne({"_id": document_key(tenant_id, track_id)}, {"$inc": {"listen_count": n}})
                 for track_id, n in counts.items()
             ],
             ordered=False,

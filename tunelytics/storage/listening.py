@@ -12,6 +12,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from tunelytics.domain.listening import Listen, Listener
 from tunelytics.domain.paging import Page, Position
+from tunelytics.storage.scope import document_key, insert_new, keyed, tenant_scope
 
 Document = dict[str, Any]
 
@@ -52,23 +53,11 @@ class ListenerRepository:
         self.collection = collection
 
     async def by_ids(self, tenant_id: str, ids: list[str]) -> dict[str, Listener]:
-        cursor = self.collection.find({"tenant_id": tenant_id, "id": {"$in": ids}})
-        return {doc["id"]: _listener(doc) async for doc in cursor}
+        cursor = self.collection.find(keyed(tenant_id, ids))
+        return {doc["id"]: _listener(doc) async for doc in cursor if doc["tenant_id"] == tenant_id}
 
     async def insert_new(self, tenant_id: str, items: list[Listener]) -> None:
-        """Bulk insert for items known to be new (a fresh seed): much faster than upserts."""
-        now = datetime.now(UTC)
-        docs = [
-            {
-                **_listener_document(item),
-                "tenant_id": tenant_id,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for item in items
-        ]
-        if docs:
-            await self.collection.insert_many(docs, ordered=False)
+        await insert_new(self.collection, tenant_id, [(i.id, _listener_document(i)) for i in items])
 
     async def upsert_many(self, tenant_id: str, listeners: list[Listener]) -> None:
         if not listeners:
@@ -77,10 +66,15 @@ class ListenerRepository:
         await self.collection.bulk_write(
             [
                 UpdateOne(
-                    {"tenant_id": tenant_id, "id": li.id},
+                    {"_id": document_key(tenant_id, li.id)},
                     {
                         "$set": {"country": li.country, "plan": li.plan, "updated_at": now},
-                        "$setOnInsert": {"signup_at": li.signup_at, "created_at": now},
+                        "$setOnInsert": {
+                            "tenant_id": tenant_id,
+                            "id": li.id,
+                            "signup_at": li.signup_at,
+                            "created_at": now,
+                        },
                     },
                     upsert=True,
                 )
@@ -106,7 +100,7 @@ class ListenRepository:
         self, tenant_id: str, listener_id: str, before: Position | None, first: int
     ) -> Page[Listen]:
         """Newest first. `before` is the (played_at, id) of the last listen already seen."""
-        query: Document = {"tenant_id": tenant_id, "listener_id": listener_id}
+        query = tenant_scope(tenant_id, listener_id={"$eq": listener_id})
         if before is not None:
             ts, listen_id = before
             try:
