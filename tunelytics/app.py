@@ -10,7 +10,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cross_web import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo.errors import ConnectionFailure
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -49,6 +51,37 @@ class GraphQLApp(GraphQL[Context, None]):
             request=request,
             response=response if isinstance(response, Response) else None,
         )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as error:
+            # Strawberry answers a request it cannot read (malformed JSON, variables that are
+            # not an object, a batch) in plain text; clients of this API get a GraphQL-shaped
+            # JSON error with a code, like every other error.
+            code = "NOT_FOUND" if error.status_code == 404 else "BAD_USER_INPUT"
+            response = Response(
+                _graphql_error(error.status_code, code, error.reason),
+                status_code=error.status_code,
+                media_type="application/json",
+            )
+        await response(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        # Strawberry turns only JSONDecodeError into a 400: invalid UTF-8 and nesting past the
+        # recursion limit escaped as 500s with a traceback, and a body that is a JSON scalar
+        # or null crashed it further on. A body, `variables` and `extensions` are objects; a
+        # list is a batch, which Strawberry refuses itself.
+        try:
+            decoded = self.decode_json(data)
+        except (ValueError, RecursionError) as error:
+            raise HTTPException(400, "Unable to parse request body as JSON") from error
+        if not isinstance(decoded, dict | list):
+            raise HTTPException(400, "Expected a JSON object")
+        return decoded
 
 
 def _graphql_error(status: int, code: str, message: str) -> bytes:
@@ -104,6 +137,45 @@ class _TooLarge(Exception):
     pass
 
 
+class Indexes:
+    """Creates the indexes at start-up. While MongoDB cannot be reached it keeps trying in
+    the background, so the API stays up and /readyz says why it is not ready, instead of
+    exiting at start-up whenever the database comes up after the API."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.created = False
+        self.retrying: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            await self.storage.ensure_indexes()
+            self.created = True
+        except ConnectionFailure:
+            log.exception("cannot create indexes yet; retrying in the background")
+            self.retrying = asyncio.create_task(self._retry(), name="create-indexes")
+
+    async def _retry(self) -> None:
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.storage.ensure_indexes()
+            except ConnectionFailure as error:
+                log.warning("cannot create indexes yet: %s", type(error).__name__)
+                delay = min(delay * 2, 30.0)
+            else:
+                self.created = True
+                log.info("indexes created")
+                return
+
+    async def stop(self) -> None:
+        if self.retrying:
+            self.retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.retrying
+
+
 class RequestMetrics:
     KNOWN_PATHS = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
 
@@ -140,12 +212,12 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _readyz(storage: Storage, broadcaster: Broadcaster) -> Any:
+def _readyz(storage: Storage, indexes: Indexes, broadcaster: Broadcaster) -> Any:
     async def readyz(request: Request) -> Response:
         checks: dict[str, str] = {}
         try:
             await asyncio.wait_for(storage.ping(), 2.0)
-            checks["mongodb"] = "ok"
+            checks["mongodb"] = "ok" if indexes.created else "unavailable: creating indexes"
         except Exception as error:  # any failure means not ready
             checks["mongodb"] = f"unavailable: {type(error).__name__}"
         if isinstance(broadcaster, RedisBroadcaster):
@@ -180,10 +252,11 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         limiter=RequestLimiter(settings.limits.rate_per_minute, settings.redis_url),
     )
     graphql = GraphQLApp(services)
+    indexes = Indexes(storage)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await storage.ensure_indexes()
+        await indexes.start()
         await broadcaster.start()
         log.info(
             "tunelytics ready",
@@ -192,6 +265,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         try:
             yield
         finally:
+            await indexes.stop()
             await broadcaster.stop()
             await storage.close()
 
@@ -200,7 +274,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
-            Route("/readyz", _readyz(storage, broadcaster)),
+            Route("/readyz", _readyz(storage, indexes, broadcaster)),
             Route("/metrics", metrics_endpoint),
         ],
         lifespan=lifespan,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import re
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -22,6 +24,8 @@ from tunelytics.seeding import delete_tenant_data, demo_item_count, has_catalogu
 from tunelytics.storage import connect
 from tunelytics.storage.embedded import EmbeddedMongo
 from tunelytics.tokens import mint_token
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -77,23 +81,27 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
     settings = Settings.from_env()
     settings = dataclasses.replace(settings, host=host or settings.host, port=port or settings.port)
     configure_logging(settings.log_level)
+    # stderr carries JSON logs, one object a line: the banner goes through the logger too,
+    # and the seeding progress bar only to a terminal, never into a collected log.
+    quiet = not sys.stderr.isatty()
     with database(settings) as settings:
-        if demo and asyncio.run(_seed(settings, settings.demo_tenant, DemoSize(), False, False)):
-            click.echo(f"Seeded the demo tenant '{settings.demo_tenant}'.", err=True)
+        if demo and asyncio.run(_seed(settings, settings.demo_tenant, DemoSize(), False, quiet)):
+            log.info("Seeded the demo tenant '%s'.", settings.demo_tenant)
         from tunelytics.app import create_app
 
         app = create_app(settings)
         url = f"http://{settings.host}:{settings.port}/graphql"
-        click.echo(f"\nGraphiQL: {url}", err=True)
+        log.info("GraphiQL: %s", url)
         if settings.jwt_algorithm == "HS256" and settings.jwt_secret:
             token = mint_token(settings, settings.demo_tenant, [Role.ADMIN], subject="dev")
-            click.echo(
-                f"Development token (tenant {settings.demo_tenant}, admin), for GraphiQL's "
-                f'Headers pane:\n{{"Authorization": "Bearer {token}"}}\n',
-                err=True,
+            log.info(
+                "Development token (tenant %s, admin): paste `headers` into GraphiQL's "
+                "Headers pane",
+                settings.demo_tenant,
+                extra={"headers": {"Authorization": f"Bearer {token}"}},
             )
             if settings.jwt_secret == DEV_SECRET:
-                click.echo("JWT_SECRET is the development default: set it in production.", err=True)
+                log.warning("JWT_SECRET is the development default: set it in production.")
         server = uvicorn.Server(
             uvicorn.Config(
                 app,

@@ -56,13 +56,15 @@ def _principal(claims: dict[str, Any]) -> Principal:
     try:
         check_slug(tenant)
         parsed = frozenset(Role(role) for role in roles)
-    except ValueError as error:
+        # PyJWT accepts any integer exp; one past the year 9999 is no datetime.
+        expires_at = datetime.fromtimestamp(claims["exp"], tz=UTC)
+    except (ValueError, OverflowError, OSError) as error:
         raise InvalidToken(f"invalid token: {error}") from error
     return Principal(
         subject=str(claims.get("sub", "anonymous")),
         tenant_id=tenant,
         roles=parsed,
-        expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
+        expires_at=expires_at,
     )
 
 

@@ -15,7 +15,8 @@ MAX_TITLE_LENGTH = 300
 MAX_GENRES = 10
 MAX_GENRE_LENGTH = 40
 MAX_DURATION_MS = 6 * 60 * 60 * 1000  # six hours covers the longest live recordings
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+# Checked with fullmatch: a "$" anchor would also accept a trailing newline ("tr-1\n").
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 
 
 @dataclass(slots=True)
@@ -38,7 +39,7 @@ class Track:
 
 
 def check_id(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise InvalidItem(
             what, "must be 1-128 characters of letters, digits and _ . : - (no leading symbol)"
         )

@@ -8,7 +8,8 @@ from datetime import datetime
 
 from tunelytics.domain.errors import InvalidItem
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+# Checked with fullmatch: a "$" anchor would also accept a trailing newline ("acme\n").
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 
 
 @dataclass(slots=True)
@@ -21,6 +22,6 @@ class Tenant:
 
 
 def check_slug(slug: str) -> str:
-    if not SLUG.match(slug):
+    if not SLUG.fullmatch(slug):
         raise InvalidItem("tenant", "must be 2-63 characters of a-z, 0-9 and -")
     return slug

@@ -69,10 +69,14 @@ async def artists(info: CtxInfo, genre: str | None, first: int, after: str | Non
 
 
 async def artist_of(info: CtxInfo, track: Track) -> Artist | None:
+    # Nested objects are reads too: a mutation payload (or the subscription) must not hand
+    # a token without READ, such as ingest, what it may not query.
+    info.context.authorize(Permission.READ)
     return await info.context.loaders.artist.load(track.artist_id)
 
 
 async def tracks_of(info: CtxInfo, artist: Artist, first: int) -> list[Track]:
+    info.context.authorize(Permission.READ)
     check_first(first, info.context.settings.limits.max_page)
     return (await info.context.loaders.tracks_by_artist.load(artist.id))[:first]
 

@@ -13,6 +13,7 @@ from tunelytics import metrics
 from tunelytics.domain import listening
 from tunelytics.domain.auth import Permission
 from tunelytics.domain.batches import BatchResult
+from tunelytics.domain.catalog import Track
 from tunelytics.domain.listening import Listen, Listener
 from tunelytics.domain.paging import Page
 from tunelytics.pubsub import listens_channel
@@ -35,13 +36,22 @@ async def listener(info: CtxInfo, id: str) -> Listener:
 async def listens_of(
     info: CtxInfo, listener: Listener, first: int, after: str | None
 ) -> Page[Listen]:
+    info.context.authorize(Permission.READ)  # nested reads too: see catalog.artist_of
     check_first(first, info.context.settings.limits.max_page)
     position = decode_cursor(after, "PLAYED_AT")
     return await info.context.loaders.recent_listens.load((listener.id, first, position))
 
 
 async def listener_of(info: CtxInfo, listen: Listen) -> Listener | None:
+    info.context.authorize(Permission.READ)
     return await info.context.loaders.listener.load(listen.listener_id)
+
+
+async def track_of(info: CtxInfo, listen: Listen) -> Track | None:
+    # Nested objects are reads too (see catalog.artist_of): a recordListens payload or the
+    # subscription must not show a token without READ, such as ingest, the catalogue.
+    info.context.authorize(Permission.READ)
+    return await info.context.loaders.track.load(listen.track_id)
 
 
 async def upsert_listeners(

@@ -9,7 +9,7 @@ import strawberry
 from strawberry import Info
 
 from tunelytics.domain import catalog, listening
-from tunelytics.domain.auth import Principal
+from tunelytics.domain.auth import Permission, Principal
 from tunelytics.domain.batches import Rejection
 from tunelytics.domain.tenancy import Tenant as TenantEntity
 from tunelytics.resolvers import catalog as catalog_resolvers
@@ -63,6 +63,8 @@ class Viewer:
 
     @strawberry.field
     async def tenant(self, info: CtxInfo) -> Tenant | None:
+        # The tenant's details are a read, as in Query.tenant; who you are is not.
+        info.context.authorize(Permission.READ)
         found = await info.context.loaders.tenant.load(self.tenant_id)
         return Tenant.of(found) if found else None
 
@@ -171,7 +173,7 @@ class Listen:
 
     @strawberry.field
     async def track(self, info: CtxInfo) -> Track | None:
-        found = await info.context.loaders.track.load(self.entity.track_id)
+        found = await listening_resolvers.track_of(info, self.entity)
         return Track.of(found) if found else None
 
     @strawberry.field
