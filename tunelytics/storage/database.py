@@ -34,7 +34,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "listens": [
         # Only the access paths the API serves: each index slows the biggest write path.
-        IndexModel([("tenant_id", ASCENDING), ("listener_id", ASCENDING), ("ts", DESCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("listener_id", ASCENDING), ("seq", DESCENDING)]),
     ],
 }
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -15,6 +14,7 @@ from tunelytics.domain.paging import Page, Position
 from tunelytics.storage.scope import document_key, insert_new, keyed, tenant_scope
 
 Document = dict[str, Any]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _listener(doc: Document) -> Listener:
@@ -35,9 +35,21 @@ def _listen(doc: Document) -> Listen:
     )
 
 
+def listen_sequence(played_at: datetime, listen_id: ObjectId) -> str:
+    """A string that sorts like (played_at, id): keyset pages on it are one range scan.
+
+    A two-field keyset needs an `$or`, which the embedded server answers by scanning the
+    whole collection, and it compares dates only to the second (docs/mongodb-compat.md).
+    """
+    millis = (played_at - EPOCH) // timedelta(milliseconds=1)
+    return f"{millis:013d}{listen_id}"
+
+
 def listen_document(tenant_id: str, listen: Listen) -> Document:
+    oid = ObjectId()
     return {
-        "_id": ObjectId(),
+        "_id": oid,
+        "seq": listen_sequence(listen.played_at, oid),
         "tenant_id": tenant_id,
         "listener_id": listen.listener_id,
         "track_id": listen.track_id,
@@ -99,22 +111,15 @@ class ListenRepository:
     async def recent_by_listener(
         self, tenant_id: str, listener_id: str, before: Position | None, first: int
     ) -> Page[Listen]:
-        """Newest first. `before` is the (played_at, id) of the last listen already seen."""
+        """Newest first. `before` is the position (sequence, id) of the last listen seen."""
         query = tenant_scope(tenant_id, listener_id={"$eq": listener_id})
         if before is not None:
-            ts, listen_id = before
-            try:
-                oid = ObjectId(listen_id)
-            except InvalidId:
-                oid = ObjectId("0" * 24)
-            query["$or"] = [{"ts": {"$lt": ts}}, {"ts": ts, "_id": {"$lt": oid}}]
-        docs = await (
-            self.collection.find(query).sort([("ts", -1), ("_id", -1)]).limit(first + 1).to_list()
-        )
+            query["seq"] = {"$lt": str(before[0])}
+        docs = await self.collection.find(query).sort("seq", -1).limit(first + 1).to_list()
         page = docs[:first]
         return Page(
             items=[_listen(doc) for doc in page],
-            positions=[(doc["ts"], str(doc["_id"])) for doc in page],
+            positions=[(doc["seq"], str(doc["_id"])) for doc in page],
             has_next=len(docs) > first,
         )
 

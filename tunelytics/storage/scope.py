@@ -6,7 +6,8 @@ batch of lookups is one `_id $in` on the primary index.
 
 Filters on `tenant_id` are written `{"$eq": ...}`: identical to plain equality in MongoDB,
 and the one form the embedded server compiles to an indexable comparison
-(docs/mongodb-compat.md).
+(docs/mongodb-compat.md). Never use `$eq` on an array field there: it stops matching
+elements (`genres` filters use `$in`).
 """
 
 from __future__ import annotations
