@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from strawberry import Info
 
 from tunelytics.domain import catalog
@@ -26,7 +28,12 @@ async def track(info: CtxInfo, id: str) -> Track:
 
 
 async def tracks(
-    info: CtxInfo, where: TrackFilter, order_name: str, first: int, after: str | None
+    info: CtxInfo,
+    where: TrackFilter,
+    order_name: str,
+    first: int,
+    after: str | None,
+    with_artists: bool = False,
 ) -> Page[Track]:
     ctx = info.context
     principal = ctx.authorize(Permission.READ)
@@ -40,6 +47,9 @@ async def tracks(
     )
     for item in page.items:
         ctx.loaders.track.prime(item.id, item)
+    if with_artists:
+        # One batched load now lets every track's `artist` resolve without a coroutine.
+        await ctx.loaders.artist.load_many(sorted({t.artist_id for t in page.items}))
     return page
 
 
@@ -68,11 +78,12 @@ async def artists(info: CtxInfo, genre: str | None, first: int, after: str | Non
     return page
 
 
-async def artist_of(info: CtxInfo, track: Track) -> Artist | None:
+def artist_of(info: CtxInfo, track: Track) -> Artist | Awaitable[Artist | None] | None:
+    """The track's artist: at once when this request has loaded it, else a batched load."""
     # Nested objects are reads too: a mutation payload (or the subscription) must not hand
     # a token without READ, such as ingest, what it may not query.
     info.context.authorize(Permission.READ)
-    return await info.context.loaders.artist.load(track.artist_id)
+    return info.context.loaders.artist.get(track.artist_id)
 
 
 async def tracks_of(info: CtxInfo, artist: Artist, first: int) -> list[Track]:

@@ -25,6 +25,7 @@ from tunelytics.resolvers import catalog as catalog_resolvers
 from tunelytics.resolvers import listening as listening_resolvers
 from tunelytics.resolvers.context import Context
 from tunelytics.resolvers.errors import NotFound, code_errors_in_place
+from tunelytics.resolvers.lookahead import selects
 from tunelytics.resolvers.observability import OperationMetrics
 from tunelytics.resolvers.ratelimit import RateLimit
 from tunelytics.schema.connections import Connection, connection
@@ -81,7 +82,10 @@ class Query:
         after: str | None = None,
     ) -> Connection[Track]:
         where = (filter or TrackFilter()).to_domain()
-        page = await catalog_resolvers.tracks(info, where, order_by.value, first, after)
+        with_artists = selects(info, "edges", "node", "artist") or selects(info, "nodes", "artist")
+        page = await catalog_resolvers.tracks(
+            info, where, order_by.value, first, after, with_artists=with_artists
+        )
         return connection(
             page,
             order_by.value,

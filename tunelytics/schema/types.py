@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable
 from datetime import datetime
 from enum import Enum
+from typing import cast
 
 import strawberry
 from strawberry import Info
@@ -116,9 +119,18 @@ class Track:
         )
 
     @strawberry.field
-    async def artist(self, info: CtxInfo) -> Artist | None:
-        found = await catalog_resolvers.artist_of(info, self.entity)
+    def artist(self, info: CtxInfo) -> Artist | None:
+        # Synchronous when the artist is already loaded (a page of tracks loads them all at
+        # once): graphql-core then handles no coroutine per track. Else an awaitable.
+        found = catalog_resolvers.artist_of(info, self.entity)
+        if inspect.isawaitable(found):
+            return cast("Artist | None", _artist_later(found))
         return Artist.of(found) if found else None
+
+
+async def _artist_later(pending: Awaitable[catalog.Artist | None]) -> Artist | None:
+    found = await pending
+    return Artist.of(found) if found else None
 
 
 @strawberry.type

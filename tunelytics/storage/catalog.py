@@ -13,7 +13,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from tunelytics.domain.catalog import Artist, Track, TrackFilter
 from tunelytics.domain.paging import Order, Page, Position
 from tunelytics.storage.keyset import keyset_page
-from tunelytics.storage.scope import document_key, insert_new, keyed, tenant_scope
+from tunelytics.storage.scope import API_FIELDS, document_key, insert_new, keyed, tenant_scope
 
 Document = dict[str, Any]
 
@@ -41,7 +41,7 @@ class ArtistRepository:
         self.collection = collection
 
     async def by_ids(self, tenant_id: str, ids: list[str]) -> dict[str, Artist]:
-        cursor = self.collection.find(keyed(tenant_id, ids))
+        cursor = self.collection.find(keyed(tenant_id, ids), API_FIELDS)
         return {doc["id"]: _artist(doc) async for doc in cursor if doc["tenant_id"] == tenant_id}
 
     async def page(
@@ -104,13 +104,12 @@ class TrackRepository:
         self.collection = collection
 
     async def by_ids(self, tenant_id: str, ids: list[str]) -> dict[str, Track]:
-        cursor = self.collection.find(keyed(tenant_id, ids))
+        cursor = self.collection.find(keyed(tenant_id, ids), API_FIELDS)
         return {doc["id"]: _track(doc) async for doc in cursor if doc["tenant_id"] == tenant_id}
 
     async def by_artist_ids(self, tenant_id: str, artist_ids: list[str]) -> dict[str, list[Track]]:
-        cursor = self.collection.find(tenant_scope(tenant_id, artist_id={"$in": artist_ids})).sort(
-            [("listen_count", -1), ("id", 1)]
-        )
+        query = tenant_scope(tenant_id, artist_id={"$in": artist_ids})
+        cursor = self.collection.find(query, API_FIELDS).sort([("listen_count", -1), ("id", 1)])
         grouped: dict[str, list[Track]] = defaultdict(list)
         async for doc in cursor:
             grouped[doc["artist_id"]].append(_track(doc))

@@ -14,6 +14,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from tunelytics.domain.paging import Order, Page, Position
+from tunelytics.storage.scope import API_FIELDS
 
 T = TypeVar("T")
 Document = dict[str, Any]
@@ -42,7 +43,7 @@ async def keyset_page(
     to_item: Callable[[Document], T],
 ) -> Page[T]:
     async def find(where: Document, sort: list[tuple[str, int]], limit: int) -> list[Document]:
-        return await collection.find(where).sort(sort).limit(limit).to_list()
+        return await collection.find(where, API_FIELDS).sort(sort).limit(limit).to_list()
 
     by_id = [("id", ASCENDING)]
     if order.field == "id":

@@ -11,7 +11,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from tunelytics.domain.listening import Listen, Listener
 from tunelytics.domain.paging import Page, Position
-from tunelytics.storage.scope import document_key, insert_new, keyed, tenant_scope
+from tunelytics.storage.scope import API_FIELDS, document_key, insert_new, keyed, tenant_scope
 
 Document = dict[str, Any]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -65,7 +65,7 @@ class ListenerRepository:
         self.collection = collection
 
     async def by_ids(self, tenant_id: str, ids: list[str]) -> dict[str, Listener]:
-        cursor = self.collection.find(keyed(tenant_id, ids))
+        cursor = self.collection.find(keyed(tenant_id, ids), API_FIELDS)
         return {doc["id"]: _listener(doc) async for doc in cursor if doc["tenant_id"] == tenant_id}
 
     async def insert_new(self, tenant_id: str, items: list[Listener]) -> None:
