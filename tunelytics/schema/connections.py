@@ -7,7 +7,7 @@ from typing import Generic, TypeVar
 
 import strawberry
 
-from tunelytics.domain.paging import Page
+from tunelytics.domain.paging import Page, Position
 from tunelytics.resolvers.pagination import encode_cursor
 
 Node = TypeVar("Node")
@@ -24,8 +24,14 @@ class PageInfo:
 
 @strawberry.type
 class Edge(Generic[Node]):
-    cursor: str
     node: Node
+    order: strawberry.Private[str]
+    position: strawberry.Private[Position]
+
+    @strawberry.field(description="Pass as `after` to read on from this edge.")
+    def cursor(self) -> str:
+        # Encoded only when asked for: many clients read pageInfo.endCursor alone.
+        return encode_cursor(self.order, self.position)
 
 
 @strawberry.type
@@ -51,7 +57,7 @@ def connection(
     counter: Callable[[], Awaitable[int]] | None = None,
 ) -> Connection[Node]:
     edges = [
-        Edge(cursor=encode_cursor(order, position), node=to_node(item))
+        Edge(node=to_node(item), order=order, position=position)
         for item, position in zip(page.items, page.positions, strict=True)
     ]
     return Connection(
@@ -59,8 +65,8 @@ def connection(
         page_info=PageInfo(
             has_next_page=page.has_next,
             has_previous_page=has_previous,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=edges[0].cursor() if edges else None,
+            end_cursor=edges[-1].cursor() if edges else None,
         ),
         counter=counter,
     )
