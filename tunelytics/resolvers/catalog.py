@@ -12,7 +12,7 @@ from tunelytics.domain.batches import BatchResult
 from tunelytics.domain.catalog import TRACK_ORDERS, Artist, Track, TrackFilter
 from tunelytics.domain.paging import Order, Page
 from tunelytics.resolvers.context import Context
-from tunelytics.resolvers.errors import BadUserInput, NotFound
+from tunelytics.resolvers.errors import BadUserInput
 from tunelytics.resolvers.pagination import check_batch, check_first, decode_cursor
 from tunelytics.resolvers.tenancy import require_registered_tenant
 
@@ -21,10 +21,7 @@ CtxInfo = Info[Context, None]
 
 async def track(info: CtxInfo, id: str) -> Track:
     info.context.authorize(Permission.READ)
-    found = await info.context.loaders.track.load(id)
-    if found is None:
-        raise NotFound(f"no track {id}", id=id)
-    return found
+    return await info.context.loaders.track.require(id, "track")
 
 
 async def tracks(
@@ -60,10 +57,7 @@ async def count_tracks(info: CtxInfo, where: TrackFilter) -> int:
 
 async def artist(info: CtxInfo, id: str) -> Artist:
     info.context.authorize(Permission.READ)
-    found = await info.context.loaders.artist.load(id)
-    if found is None:
-        raise NotFound(f"no artist {id}", id=id)
-    return found
+    return await info.context.loaders.artist.require(id, "artist")
 
 
 async def artists(info: CtxInfo, genre: str | None, first: int, after: str | None) -> Page[Artist]:

@@ -18,7 +18,7 @@ from tunelytics.domain.listening import Listen, Listener
 from tunelytics.domain.paging import Page
 from tunelytics.pubsub import listens_channel
 from tunelytics.resolvers.context import Context
-from tunelytics.resolvers.errors import NotFound, Unauthenticated
+from tunelytics.resolvers.errors import Unauthenticated
 from tunelytics.resolvers.pagination import check_batch, check_first, decode_cursor
 from tunelytics.resolvers.tenancy import require_registered_tenant
 
@@ -27,10 +27,7 @@ CtxInfo = Info[Context, None]
 
 async def listener(info: CtxInfo, id: str) -> Listener:
     info.context.authorize(Permission.READ)
-    found = await info.context.loaders.listener.load(id)
-    if found is None:
-        raise NotFound(f"no listener {id}", id=id)
-    return found
+    return await info.context.loaders.listener.require(id, "listener")
 
 
 async def listens_of(

@@ -16,10 +16,12 @@ from tunelytics.domain.catalog import Artist, Track
 from tunelytics.domain.listening import Listen, Listener
 from tunelytics.domain.paging import Page, Position
 from tunelytics.domain.tenancy import Tenant
+from tunelytics.resolvers.errors import NotFound
 from tunelytics.storage import Storage
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 
 class _TenantLoader(DataLoader[K, V], Generic[K, V]):
@@ -36,6 +38,13 @@ class _TenantLoader(DataLoader[K, V], Generic[K, V]):
         if key in self.loaded:
             return self.loaded[key]
         return self.load(key)
+
+    async def require(self: _TenantLoader[str, T | None], key: str, what: str) -> T:
+        """The value, or NOT_FOUND naming what was looked for."""
+        found = await self.load(key)
+        if found is None:
+            raise NotFound(f"no {what} {key}", id=key)
+        return found
 
     def prime(self, key: K, value: V) -> _TenantLoader[K, V]:
         self.loaded.setdefault(key, value)
