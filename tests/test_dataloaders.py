@@ -116,3 +116,30 @@ async def test_listens_and_their_tracks_are_batched(
     assert body["data"]["listener"]["listens"]["edges"]
     # listener, its listens, their tracks, the tracks' artists.
     assert commands == Counter({"find": 4})
+
+
+async def test_artists_reached_through_fragments_or_nodes_load_once(
+    monitored: tuple[Storage, CommandLog], big_tenant: SeededTenant
+) -> None:
+    queries = [
+        "{ tracks(first: 60) { ...Page } } fragment Page on TrackConnection "
+        "{ edges { node { ... on Track { artist { name } } } } }",
+        "{ tracks(first: 60) { nodes { artist { name } } } }",
+        "{ a: tracks(first: 30) { nodes { artist { id } } } "
+        "b: tracks(first: 30, orderBy: DURATION) { edges { node { artist { name } } } } }",
+    ]
+    for query in queries:
+        commands, body = await commands_for(monitored, query, big_tenant.admin)
+        pages = body["data"].values()
+        assert all(page for page in pages)
+        # Per list: its page, then its artists in one batch (fewer when already loaded).
+        assert set(commands) == {"find"}, query
+        assert len(pages) < commands["find"] <= 2 * len(pages), query
+
+
+async def test_tracks_without_artists_read_no_artists(
+    monitored: tuple[Storage, CommandLog], big_tenant: SeededTenant
+) -> None:
+    commands, _ = await commands_for(monitored, "{ tracks(first: 50) { nodes { id } } }",
+                                     big_tenant.admin)  # fmt: skip
+    assert commands == Counter({"find": 1})
