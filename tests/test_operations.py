@@ -12,6 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import SeededTenant
 from tests.helpers import Api, ApiServer, codes, metric, server_pair, token
 from tunelytics.config import Limits
 from tunelytics.domain.auth import Role
@@ -226,7 +227,8 @@ async def test_bodies_over_the_limit_are_refused_with_or_without_a_length(
 def nested_tracks(levels: int) -> str:
     return (
         "{ tracks(first: 1) { edges { node { "
-        + "artist { tracks { " * levels
+        # Narrow pages: this probes depth; breadth has its own limit (test_breadth_...).
+        + "artist { tracks(first: 2) { " * levels
         + "id"
         + " } }" * levels
         + " } } } }"
@@ -238,7 +240,7 @@ def fragment_chain(levels: int) -> str:
     parts = ["query { tracks(first: 1) { edges { node { ...T0 } } } }"]
     for i in range(levels):
         parts.append(f"fragment T{i} on Track {{ artist {{ ...A{i} }} }}")
-        parts.append(f"fragment A{i} on Artist {{ tracks {{ ...T{i + 1} }} }}")
+        parts.append(f"fragment A{i} on Artist {{ tracks(first: 2) {{ ...T{i + 1} }} }}")
     parts.append(f"fragment T{levels} on Track {{ id }}")
     return "\n".join(parts)
 
@@ -392,3 +394,22 @@ async def test_graphiql_page(server: ApiServer, http: httpx.AsyncClient) -> None
     assert response.headers["content-type"].startswith("text/html")
     assert "<title>Strawberry GraphiQL</title>" in response.text
     assert "graphiql" in response.text.lower() and "<script" in response.text
+
+
+BREADTH = """query($n: Int!) { tracks(first: $n) { nodes { artist { tracks(first: $n) {
+  artist { tracks(first: $n) { id } } } } } } }"""
+
+
+async def test_breadth_is_bounded_before_anything_is_read(api: Api, tenant: SeededTenant) -> None:
+    """Shallow but wide: 100 x 100 x 100 tracks would be a million objects."""
+    body = await api.post(BREADTH, {"n": 100}, token=tenant.viewer)
+    assert body["data"] is None
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["estimatedObjects"] > error["extensions"]["maxObjects"] == 20_000
+    # The same shape with small pages is served, and so are fragments that hide breadth.
+    small = await api.post(BREADTH, {"n": 3}, token=tenant.viewer)
+    assert "errors" not in small and small["data"]["tracks"]["nodes"]
+    hidden = """{ tracks(first: 100) { ...T } } fragment T on TrackConnection { nodes {
+      artist { tracks(first: 100) { artist { tracks(first: 100) { id } } } } } }"""
+    assert codes(await api.post(hidden, token=tenant.viewer)) == ["BAD_USER_INPUT"]

@@ -26,6 +26,8 @@ class Limits:
     max_depth: int = 12
     max_tokens: int = 2_000
     max_aliases: int = 30
+    # Objects one operation may ask for: `first` multiplied down nested lists, summed.
+    max_objects: int = 20_000
     max_body_bytes: int = 1_048_576
     max_batch: int = 1_000
     max_page: int = 100
@@ -77,6 +79,7 @@ class Settings:
                 max_depth=_int("MAX_QUERY_DEPTH", Limits.max_depth),
                 max_tokens=_int("MAX_QUERY_TOKENS", Limits.max_tokens),
                 max_aliases=_int("MAX_QUERY_ALIASES", Limits.max_aliases),
+                max_objects=_int("MAX_QUERY_OBJECTS", Limits.max_objects),
                 max_body_bytes=_int("MAX_BODY_BYTES", Limits.max_body_bytes),
                 max_batch=_int("MAX_BATCH_ITEMS", Limits.max_batch),
                 max_page=_int("MAX_PAGE_SIZE", Limits.max_page),

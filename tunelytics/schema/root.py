@@ -24,6 +24,7 @@ from tunelytics.domain.batches import Rejection
 from tunelytics.resolvers import catalog as catalog_resolvers
 from tunelytics.resolvers import listening as listening_resolvers
 from tunelytics.resolvers.context import Context
+from tunelytics.resolvers.cost import query_cost_limit
 from tunelytics.resolvers.errors import NotFound, code_errors_in_place
 from tunelytics.resolvers.lookahead import selects
 from tunelytics.resolvers.observability import OperationMetrics
@@ -197,6 +198,7 @@ def build_schema(limits: Limits) -> strawberry.Schema:
         extensions=[
             OperationMetrics,
             RateLimit,
+            query_cost_limit(limits.max_objects),
             _guard_rails(limits),
             partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
             partial(ParserCache, maxsize=256),
