@@ -84,12 +84,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="INFO", help="LOG_LEVEL of the real server (INFO as shipped)"
     )
-    parser.add_argument(
-        "--gc-threshold",
-        default=None,
-        help="experiment: run the real server after gc.set_threshold(N0,N1,N2), e.g. "
-        "50000,50,100 (default: as shipped)",
-    )
     return parser.parse_args(argv)
 
 
@@ -247,7 +241,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         seconds = harness.seed(mongo.url, size)
         print(f"seeded:   {size} in {seconds:.0f} s")
         secret = harness.new_secret()
-        config = harness.RealServerConfig(mongo.url, secret, args.log_level, args.gc_threshold)
+        config = harness.RealServerConfig(mongo.url, secret, args.log_level)
         with (
             harness.running(harness.real_server(config, work)) as real_server,
             harness.running(harness.bare_server(size, work)) as bare_server,
@@ -270,8 +264,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"load:     {args.warmup:g} s warm-up + {args.duration:g} s measured per run, "
         f"{args.rounds} round(s), connections {args.connections}"
     )
-    if args.gc_threshold:
-        print(f"real:     EXPERIMENT, gc.set_threshold({args.gc_threshold}) before serving")
     harness.raise_open_files_limit()
     with tempfile.TemporaryDirectory(prefix="tunelytics-bench-") as work:
         run(args, Path(work))

@@ -178,17 +178,6 @@ class RealServerConfig:
     mongo_url: str
     secret: str
     log_level: str = "INFO"
-    # An experiment, not the product: thresholds for gc.set_threshold in the server
-    # process (e.g. "50000,50,100"); None runs it exactly as shipped.
-    gc_threshold: str | None = None
-
-
-# `python -m tunelytics` with gc.set_threshold applied first (the threshold is argv[1]).
-_GC_LAUNCHER = (
-    "import gc, sys; "
-    "gc.set_threshold(*(int(n) for n in sys.argv.pop(1).split(','))); "
-    "from tunelytics.cli import main; main()"
-)
 
 
 def real_server(config: RealServerConfig, log_dir: Path) -> ChildServer:
@@ -204,11 +193,7 @@ def real_server(config: RealServerConfig, log_dir: Path) -> ChildServer:
         "TUNELYTICS_DATA_DIR": str(log_dir / "data"),
     }
     env.pop("JWT_ALGORITHM", None)
-    serve = ["serve", "--no-demo", "--port", str(port)]
-    if config.gc_threshold is None:
-        command = [sys.executable, "-m", "tunelytics", *serve]
-    else:
-        command = [sys.executable, "-c", _GC_LAUNCHER, config.gc_threshold, *serve]
+    command = [sys.executable, "-m", "tunelytics", "serve", "--no-demo", "--port", str(port)]
     return ChildServer("real server", command, env, log_dir / "real.log", "/readyz", port)
 
 

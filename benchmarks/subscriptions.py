@@ -489,12 +489,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--per-event", action="store_true", help="also print each event's latency spread"
     )
-    parser.add_argument(
-        "--gc-threshold",
-        default=None,
-        help="experiment: run the real server after gc.set_threshold(N0,N1,N2), e.g. "
-        "50000,50,100 (default: as shipped)",
-    )
     return parser.parse_args(argv)
 
 
@@ -504,7 +498,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         print(f"seeded: {SIZE} in {seconds:.0f} s")
         assert mongo.process is not None
         secret = harness.new_secret()
-        config = harness.RealServerConfig(mongo.url, secret, args.log_level, args.gc_threshold)
+        config = harness.RealServerConfig(mongo.url, secret, args.log_level)
         results = []
         # One server at a time, so the two never compete for the machine.
         with harness.running(harness.real_server(config, work)) as server:
@@ -529,8 +523,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"load:         {args.subscribers} subscribers in {args.processes} processes, "
         f"{args.events} listens published one every {args.interval:g} s"
     )
-    if args.gc_threshold:
-        print(f"real:         EXPERIMENT, gc.set_threshold({args.gc_threshold}) before serving")
     limit = harness.raise_open_files_limit()
     print(f"open files:   soft limit {limit}")
     with tempfile.TemporaryDirectory(prefix="tunelytics-bench-") as work:
