@@ -1,0 +1,1 @@
+"""Live monitoring: streaming anomaly detection over metric series (work in progress)."""
