@@ -21,7 +21,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 def detect(timestamps: np.ndarray, values: np.ndarray) -> np.ndarray:
     detector = SeriesDetector()
-    return np.array([detector.score_one(float(v)) for v in values])
+    seconds = timestamps.astype("datetime64[ms]").astype(np.int64) / 1000.0
+    return np.array(
+        [detector.score_one(float(v), float(t)) for t, v in zip(seconds, values, strict=True)]
+    )
 
 
 def main() -> int:

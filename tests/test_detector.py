@@ -63,10 +63,38 @@ def test_hostile_series_never_crash_and_stay_in_range() -> None:
         assert all(0.0 <= s <= 1.0 and math.isfinite(s) for s in result)
 
 
+def timed_scores(values: list[float], detector: SeriesDetector, start: int = 0) -> list[float]:
+    """Hourly points from `start` (an index into the hourly clock)."""
+    return [detector.score_one(v, 3600.0 * (start + i)) for i, v in enumerate(values)]
+
+
+def daily(days: int, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(24 * days)
+    return list(10 + 4 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.2, len(t)))
+
+
+def test_a_changed_daily_rhythm_is_found_only_with_time() -> None:
+    """On day 12 the afternoon runs at the morning's level: every value is in the normal
+    range, only its time of day is wrong."""
+    series = daily(14, seed=2)
+    changed = list(series)
+    for hour in range(12 * 24 + 4, 12 * 24 + 10):
+        changed[hour] = series[hour - 12]  # half a day out of phase
+    timed = timed_scores(changed, SeriesDetector())
+    untimed = scores(changed)
+    window = slice(12 * 24 + 4, 12 * 24 + 10)
+    assert max(timed[window]) > 0.99
+    assert max(timed[window]) > max(timed[5 * 24 : 12 * 24])
+    assert max(untimed[window]) < max(timed[window])
+
+
 def test_state_is_json_and_resumes_exactly() -> None:
-    series = seasonal(900, seed=5)
+    series = daily(10, seed=5)
     first = SeriesDetector()
-    head = scores(series[:600], first)
+    head = timed_scores(series[:150], first)
     saved = json.loads(json.dumps(first.state()))
     resumed = SeriesDetector.from_state(saved)
-    assert head + scores(series[600:], resumed) == scores(series)
+    rest = timed_scores(series[150:], resumed, start=150)
+    assert first.period == 24
+    assert head + rest == timed_scores(series, SeriesDetector())
