@@ -95,6 +95,17 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, log: Path, timeout:
     raise AssertionError(f"not ready in {timeout}s:\n{log.read_text()}")
 
 
+def _track_count(port: int, token: str) -> int:
+    query = "{ tracks(first: 1) { totalCount } artists(first: 1) { edges { node { id } } } }"
+    body = httpx.post(
+        f"http://127.0.0.1:{port}/graphql",
+        json={"query": query},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    count: int = body["data"]["tracks"]["totalCount"]
+    return count
+
+
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
     return [int(p) for p in out.stdout.split()]
@@ -114,13 +125,7 @@ def test_serve_with_the_embedded_default(tmp_path: Path) -> None:
         assert "Seeded the demo tenant 'demo'" in output
         token = re.search(r'"Authorization": "Bearer ([\w.-]+)"', output)
         assert token, output
-        query = "{ tracks(first: 1) { totalCount } artists(first: 1) { edges { node { id } } } }"
-        body = httpx.post(
-            f"http://127.0.0.1:{port}/graphql",
-            json={"query": query},
-            headers={"Authorization": f"Bearer {token[1]}"},
-        ).json()
-        assert body["data"]["tracks"]["totalCount"] == 5000
+        assert _track_count(port, token[1]) == 5000
         database = _children(process.pid)
         assert database, "the embedded database runs as a child process"
     finally:
@@ -137,12 +142,7 @@ def test_serve_with_the_embedded_default(tmp_path: Path) -> None:
     try:
         _wait_ready(process, port, log, timeout=60)
         assert "Seeded" not in log.read_text()
-        body = httpx.post(
-            f"http://127.0.0.1:{port}/graphql",
-            json={"query": query},
-            headers={"Authorization": f"Bearer {token[1]}"},
-        ).json()
-        assert body["data"]["tracks"]["totalCount"] == 5000
+        assert _track_count(port, token[1]) == 5000
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0, log.read_text()

@@ -64,7 +64,7 @@ class GraphQLApp(GraphQL[Context, None]):
             # JSON error with a code, like every other error.
             code = "NOT_FOUND" if error.status_code == 404 else "BAD_USER_INPUT"
             response = Response(
-                _graphql_error(error.status_code, code, error.reason),
+                _graphql_error(code, error.reason),
                 status_code=error.status_code,
                 media_type="application/json",
             )
@@ -84,7 +84,7 @@ class GraphQLApp(GraphQL[Context, None]):
         return decoded
 
 
-def _graphql_error(status: int, code: str, message: str) -> bytes:
+def _graphql_error(code: str, message: str) -> bytes:
     return json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
 
 
@@ -119,7 +119,7 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = _graphql_error(413, "BAD_USER_INPUT", f"request body exceeds {self.max_bytes} bytes")
+        body = _graphql_error("BAD_USER_INPUT", f"request body exceeds {self.max_bytes} bytes")
         await send(
             {
                 "type": "http.response.start",

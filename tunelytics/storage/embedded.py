@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -123,7 +122,3 @@ class EmbeddedMongo:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("TUNELYTICS_DATA_DIR", ".tunelytics-data")).resolve()
