@@ -1,0 +1,388 @@
+"""The trained hybrid recommender: scoring, re-ranking, explanations, serialisation."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from tunelytics.domain.recommend.data import Recommendation
+
+FORMAT_VERSION = 1
+# How many of a listener's heaviest tracks are considered when explaining a result.
+EXPLAIN_HISTORY = 256
+COLLABORATIVE = ("als", "ease")
+
+
+@dataclass
+class ComponentState:
+    """One component as stored: raw factors plus what the blend needs to standardise them."""
+
+    name: str
+    users: torch.Tensor  # (listeners, d)
+    items: torch.Tensor  # (tracks, d)
+    query: torch.Tensor | None  # (tracks, d) fold-in; None for constant user vectors
+    weight: float
+
+    @property
+    def item_mean(self) -> torch.Tensor:
+        return self.items.mean(0)
+
+    @property
+    def item_cov(self) -> torch.Tensor:
+        centred = self.items - self.items.mean(0)
+        return centred.T @ centred / max(self.items.shape[0], 1)
+
+
+def user_scale(users: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+    """1 / (standard deviation over tracks of each user's scores); 0 for flat users, whose
+    component then has nothing to say."""
+    var = ((users @ cov) * users).sum(1)
+    std = var.clamp_min(0).sqrt()
+    return torch.where(std > 1e-6, 1.0 / std.clamp_min(1e-6), torch.zeros_like(std))
+
+
+def reason_for(component: str, because: str | None) -> str:
+    if because is None:
+        if component == "popularity":
+            return "popular across the catalogue"
+        return "popular with listeners like you"
+    return {
+        "als": f"because you played {because}",
+        "ease": f"because you played {because}",
+        "genre": f"same genres as {because}",
+        "artist": f"more from the artist of {because}",
+        "audio": f"similar sound to {because}",
+    }.get(component, "popular with listeners like you")
+
+
+class Recommender:
+    """See the package docstring for the contract; build one with train_recommender."""
+
+    def __init__(
+        self,
+        *,
+        listener_ids: list[str],
+        track_ids: list[str],
+        artist_ids: list[str],
+        track_artist: torch.Tensor,
+        history_indptr: torch.Tensor,
+        history_tracks: torch.Tensor,
+        history_weights: torch.Tensor,
+        components: list[ComponentState],
+        metrics: dict[str, Any] | None = None,
+        data_window: dict[str, Any] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> None:
+        self.listener_ids = listener_ids
+        self.track_ids = track_ids
+        self.artist_ids = artist_ids
+        self.track_artist = track_artist.long()
+        self.history_indptr = history_indptr.long()
+        self.history_tracks = history_tracks.long()
+        self.history_weights = history_weights.float()
+        self.components = components
+        self.metrics: dict[str, Any] = dict(metrics or {})
+        self.data_window: dict[str, Any] = dict(data_window or {})
+        self.parameters: dict[str, Any] = dict(parameters or {})
+        self._listener_index = {lid: i for i, lid in enumerate(listener_ids)}
+        self._track_index = {tid: i for i, tid in enumerate(track_ids)}
+        self._build()
+
+    # --- serving matrices -------------------------------------------------------------
+
+    def _build(self) -> None:
+        """Concatenate the weighted components into one user and one item matrix so that a
+        batch is scored by a single matmul. Item vectors are centred and user vectors scaled
+        by weight / std, which makes each component's scores per listener standardised."""
+        users, items, slices = [], [], []
+        self._active: list[tuple[ComponentState, torch.Tensor, torch.Tensor]] = []
+        start = 0
+        for c in self.components:
+            if c.weight == 0.0:
+                continue
+            cov, mean = c.item_cov, c.item_mean
+            users.append(c.users * (c.weight * user_scale(c.users, cov))[:, None])
+            items.append(c.items - mean)
+            slices.append((c.name, start, start + c.items.shape[1]))
+            start += c.items.shape[1]
+            self._active.append((c, cov, mean))
+        n_l, n_t = len(self.listener_ids), len(self.track_ids)
+        self._users = torch.cat(users, 1).contiguous() if users else torch.zeros(n_l, 1)
+        self._items = torch.cat(items, 1).contiguous() if items else torch.zeros(n_t, 1)
+        self._slices = slices
+        # Unit "taste" vectors for the diversity re-ranking: what the blend sees of a track.
+        weights = (
+            torch.cat([torch.full((c.items.shape[1],), abs(c.weight)) for c, _, _ in self._active])
+            if self._active
+            else torch.ones(1)
+        )
+        taste = self._items * weights
+        self._taste = taste / taste.norm(dim=1, keepdim=True).clamp_min(1e-9)
+
+    @property
+    def blend_weights(self) -> dict[str, float]:
+        return {c.name: c.weight for c in self.components}
+
+    def _fold_in(self, seeds: list[list[int]]) -> torch.Tensor:
+        """User vectors (in the serving layout) for sets of seed tracks."""
+        blocks = []
+        for c, cov, _ in self._active:
+            if c.query is None:
+                u = torch.ones(len(seeds), c.items.shape[1])
+            else:
+                u = torch.stack(
+                    [
+                        c.query[torch.tensor(s, dtype=torch.long)].sum(0)
+                        if s
+                        else torch.zeros(c.query.shape[1])
+                        for s in seeds
+                    ]
+                )
+            blocks.append(u * (c.weight * user_scale(u, cov))[:, None])
+        return torch.cat(blocks, 1) if blocks else torch.zeros(len(seeds), 1)
+
+    def listener_history(self, row: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = int(self.history_indptr[row]), int(self.history_indptr[row + 1])
+        return self.history_tracks[lo:hi], self.history_weights[lo:hi]
+
+    # --- public API ---------------------------------------------------------------------
+
+    def recommend(
+        self,
+        listener_ids: list[str],
+        k: int,
+        exclude_listened: bool = True,
+        diversity: float = 0.0,
+        max_per_artist: int | None = None,
+    ) -> list[list[Recommendation] | None]:
+        rows = [self._listener_index.get(lid) for lid in listener_ids]
+        known = [r for r in rows if r is not None]
+        if not known:
+            return [None] * len(rows)
+        users = self._users[torch.tensor(known, dtype=torch.long)]
+        histories = [self.listener_history(r) for r in known]
+        results = self._rank(users, histories, k, exclude_listened, diversity, max_per_artist)
+        it = iter(results)
+        return [None if r is None else next(it) for r in rows]
+
+    def recommend_for_tracks(
+        self,
+        seed_track_ids: list[list[str]],
+        k: int,
+        exclude_seeds: bool = True,
+        diversity: float = 0.0,
+        max_per_artist: int | None = None,
+    ) -> list[list[Recommendation] | None]:
+        """Anonymous sessions: each entry is the tracks played so far. An empty session gets
+        popular tracks; a session whose tracks are all unknown gets None."""
+        seeds: list[list[int]] = []
+        slots: list[bool] = []
+        for tracks in seed_track_ids:
+            idx = [self._track_index[t] for t in tracks if t in self._track_index]
+            ok = bool(idx) or not tracks
+            slots.append(ok)
+            if ok:
+                seeds.append(idx)
+        if not seeds:
+            return [None] * len(slots)
+        users = self._fold_in(seeds)
+        histories = [(torch.tensor(s, dtype=torch.long), torch.ones(len(s))) for s in seeds]
+        results = self._rank(users, histories, k, exclude_seeds, diversity, max_per_artist)
+        it = iter(results)
+        return [next(it) if ok else None for ok in slots]
+
+    def similar_tracks(
+        self,
+        track_ids: list[str],
+        k: int,
+        diversity: float = 0.0,
+        max_per_artist: int | None = None,
+    ) -> list[list[Recommendation] | None]:
+        known = [t for t in track_ids if t in self._track_index]
+        results = iter(
+            self.recommend_for_tracks([[t] for t in known], k, True, diversity, max_per_artist)
+        )
+        return [next(results) if t in self._track_index else None for t in track_ids]
+
+    # --- ranking ------------------------------------------------------------------------
+
+    def scores(self, listener_ids: list[str]) -> torch.Tensor:
+        """Raw hybrid scores (listeners, tracks) for known listeners (evaluation, tests)."""
+        rows = torch.tensor([self._listener_index[lid] for lid in listener_ids])
+        return self._users[rows] @ self._items.T
+
+    def _rank(
+        self,
+        users: torch.Tensor,
+        histories: list[tuple[torch.Tensor, torch.Tensor]],
+        k: int,
+        exclude: bool,
+        diversity: float,
+        max_per_artist: int | None,
+    ) -> list[list[Recommendation]]:
+        n_tracks = self._items.shape[0]
+        k = max(0, min(k, n_tracks))
+        if k == 0:
+            return [[] for _ in histories]
+        with torch.no_grad():
+            scores = users @ self._items.T
+            if exclude:
+                lengths = torch.tensor([len(h[0]) for h in histories])
+                if int(lengths.sum()):
+                    row_idx = torch.repeat_interleave(torch.arange(len(histories)), lengths)
+                    scores[row_idx, torch.cat([h[0] for h in histories])] = -torch.inf
+            rerank = diversity > 0.0 or max_per_artist is not None
+            n_cand = min(n_tracks, max(4 * k, k + 50) if rerank else k)
+            top_scores, top_idx = torch.topk(scores, n_cand, dim=1)
+            out = []
+            for b in range(len(histories)):
+                valid = torch.isfinite(top_scores[b])
+                cand, cand_scores = top_idx[b][valid], top_scores[b][valid]
+                if rerank:
+                    cand, cand_scores = self._rerank(
+                        cand, cand_scores, k, diversity, max_per_artist
+                    )
+                out.append(self._explain(users[b], histories[b], cand[:k], cand_scores[:k]))
+            return out
+
+    def _rerank(
+        self,
+        cand: torch.Tensor,
+        cand_scores: torch.Tensor,
+        k: int,
+        diversity: float,
+        max_per_artist: int | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """MMR (Carbonell & Goldstein): trade relevance for dissimilarity to the tracks
+        already chosen, and cap tracks per artist."""
+        if len(cand) == 0:
+            return cand, cand_scores
+        lo, hi = cand_scores.min(), cand_scores.max()
+        relevance = (cand_scores - lo) / (hi - lo).clamp_min(1e-9)
+        taste = self._taste[cand]
+        sims = taste @ taste.T
+        artists = self.track_artist[cand].tolist()
+        per_artist: dict[int, int] = {}
+        max_sim = torch.full((len(cand),), -1.0)
+        taken = torch.zeros(len(cand), dtype=torch.bool)
+        chosen: list[int] = []
+        d = min(max(diversity, 0.0), 1.0)
+        while len(chosen) < k:
+            value = (1.0 - d) * relevance - d * max_sim.clamp_min(0.0)
+            value[taken] = -torch.inf
+            if max_per_artist is not None:
+                for j in range(len(cand)):
+                    if per_artist.get(artists[j], 0) >= max_per_artist:
+                        value[j] = -torch.inf
+            best = int(torch.argmax(value))
+            if not torch.isfinite(value[best]):
+                break
+            chosen.append(best)
+            taken[best] = True
+            per_artist[artists[best]] = per_artist.get(artists[best], 0) + 1
+            max_sim = torch.maximum(max_sim, sims[best])
+        pick = torch.tensor(chosen, dtype=torch.long)
+        return cand[pick], cand_scores[pick]
+
+    def _explain(
+        self,
+        user: torch.Tensor,
+        history: tuple[torch.Tensor, torch.Tensor],
+        cand: torch.Tensor,
+        cand_scores: torch.Tensor,
+    ) -> list[Recommendation]:
+        """The reason is the component that contributed most; its seed is the played track
+        whose own contribution to the result is largest (exact for the linear fold-in)."""
+        if len(cand) == 0:
+            return []
+        contrib = torch.stack(
+            [(user[lo:hi] * self._items[cand, lo:hi]).sum(1) for _, lo, hi in self._slices],
+            1,
+        )
+        dominant = contrib.argmax(1).tolist()
+        tracks, weights = history
+        if len(tracks) > EXPLAIN_HISTORY:
+            keep = torch.topk(weights, EXPLAIN_HISTORY).indices
+            tracks, weights = tracks[keep], weights[keep]
+        out = []
+        for j, track in enumerate(cand.tolist()):
+            name = self._slices[dominant[j]][0]
+            component = self._active[dominant[j]][0]
+            because = None
+            if component.query is not None and len(tracks):
+                seed_part = (component.query[tracks] @ component.items[track]) * weights
+                best = int(torch.argmax(seed_part))
+                if float(seed_part[best]) > 0 and int(tracks[best]) != track:
+                    because = self.track_ids[int(tracks[best])]
+            out.append(
+                Recommendation(
+                    self.track_ids[track], float(cand_scores[j]), reason_for(name, because), because
+                )
+            )
+        return out
+
+    # --- serialisation ------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """Tensors through torch.save plus JSON metadata; no pickled objects."""
+        tensors: dict[str, torch.Tensor] = {
+            "track_artist": self.track_artist,
+            "history_indptr": self.history_indptr,
+            "history_tracks": self.history_tracks,
+            "history_weights": self.history_weights,
+        }
+        comps = []
+        for i, c in enumerate(self.components):
+            tensors[f"c{i}.users"] = c.users
+            tensors[f"c{i}.items"] = c.items
+            if c.query is not None:
+                tensors[f"c{i}.query"] = c.query
+            comps.append({"name": c.name, "weight": c.weight, "query": c.query is not None})
+        meta = {
+            "format": FORMAT_VERSION,
+            "listener_ids": self.listener_ids,
+            "track_ids": self.track_ids,
+            "artist_ids": self.artist_ids,
+            "components": comps,
+            "metrics": self.metrics,
+            "data_window": self.data_window,
+            "parameters": self.parameters,
+        }
+        buffer = io.BytesIO()
+        torch.save({"meta": json.dumps(meta), "tensors": tensors}, buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Recommender:
+        blob = torch.load(io.BytesIO(data), weights_only=True)
+        meta = json.loads(blob["meta"])
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"unsupported recommender format {meta.get('format')!r}")
+        t = blob["tensors"]
+        components = [
+            ComponentState(
+                c["name"],
+                t[f"c{i}.users"],
+                t[f"c{i}.items"],
+                t[f"c{i}.query"] if c["query"] else None,
+                float(c["weight"]),
+            )
+            for i, c in enumerate(meta["components"])
+        ]
+        return cls(
+            listener_ids=meta["listener_ids"],
+            track_ids=meta["track_ids"],
+            artist_ids=meta["artist_ids"],
+            track_artist=t["track_artist"],
+            history_indptr=t["history_indptr"],
+            history_tracks=t["history_tracks"],
+            history_weights=t["history_weights"],
+            components=components,
+            metrics=meta["metrics"],
+            data_window=meta["data_window"],
+            parameters=meta["parameters"],
+        )

@@ -1,0 +1,328 @@
+"""train_recommender: fit the components, learn the blend on a hold-out, refit, package."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from tunelytics.domain.recommend.components import (
+    Component,
+    EaseBasis,
+    content_component,
+    content_item_vectors,
+    ease_basis,
+    ease_component,
+    fit_als,
+    popularity_component,
+)
+from tunelytics.domain.recommend.data import Catalogue, ListeningHistory, RecommenderConfig
+from tunelytics.domain.recommend.interactions import (
+    Interactions,
+    aggregate,
+    listen_strength,
+    split_holdout,
+)
+from tunelytics.domain.recommend.metrics import ranking_metrics, top_k_excluding
+from tunelytics.domain.recommend.model import ComponentState, Recommender, user_scale
+
+Progress = Callable[[float, str], None]
+CONTENT_KINDS = ("genre", "artist", "audio")
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+class _Content:
+    """Content item vectors, computed once (they do not depend on the listens)."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        n_tracks: int,
+        track_artist: np.ndarray,
+        n_artists: int,
+        config: RecommenderConfig,
+    ) -> None:
+        genres: list[list[str]] | None = None
+        if catalogue.genres is not None:
+            genres = [list(g) for g in catalogue.genres] + [[]] * (n_tracks - len(catalogue))
+        audio = None
+        if catalogue.audio_embeddings is not None:
+            audio = np.zeros((n_tracks, catalogue.audio_embeddings.shape[1]), np.float32)
+            audio[: len(catalogue)] = catalogue.audio_embeddings
+        self.vectors: dict[str, np.ndarray] = {}
+        for kind in CONTENT_KINDS:
+            if kind not in config.components:
+                continue
+            v = content_item_vectors(
+                kind,
+                genres,
+                track_artist,
+                n_artists,
+                audio,
+                config.content_dims,
+                config.audio_dims,
+            )
+            if v is not None:
+                self.vectors[kind] = v
+
+
+def _fit_components(
+    data: Interactions,
+    content: _Content,
+    prior: np.ndarray | None,
+    config: RecommenderConfig,
+    ease_lambda: float | None,
+    report: Callable[[str], None],
+) -> tuple[list[Component], EaseBasis | None]:
+    comps: list[Component] = []
+    basis = None
+    if "als" in config.components and data.positive.nnz:
+        report("collaborative model (ALS)")
+        comps.append(
+            fit_als(
+                data,
+                config.factors,
+                config.als_iterations,
+                config.als_regularization,
+                config.als_alpha,
+                config.seed,
+            )
+        )
+    if "ease" in config.components and data.positive.nnz:
+        report("collaborative model (EASE)")
+        basis = ease_basis(data.positive, config.ease_rank)
+        if len(basis.squared):
+            comps.append(ease_component(basis, ease_lambda or config.ease_lambdas[0]))
+        else:
+            basis = None
+    for kind, vectors in content.vectors.items():
+        comps.append(content_component(kind, vectors, data.positive))
+    if "popularity" in config.components:
+        comps.append(popularity_component(data.positive, prior))
+    return comps, basis
+
+
+def _standardised(c: Component, rows: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    items = c.items
+    mean = items.mean(0)
+    centred = items - mean
+    cov = centred.T @ centred / max(items.shape[0], 1)
+    users = c.users[rows]
+    return (users * user_scale(users, cov)[:, None]) @ centred[cand].T
+
+
+def _fit_blend(
+    comps: list[Component],
+    train: sp.csr_matrix,
+    valid: sp.csr_matrix,
+    rows: np.ndarray,
+    config: RecommenderConfig,
+) -> dict[str, float]:
+    """Weights of the standardised component scores that maximise the likelihood of the
+    held-out tracks under a softmax over each listener's unseen tracks (listwise, convex)."""
+    n_tracks = train.shape[1]
+    rng = np.random.default_rng(config.seed)
+    if n_tracks > config.blend_candidates:
+        targets = np.unique(valid[rows].indices)
+        others = rng.choice(n_tracks, config.blend_candidates, replace=False)
+        cand_np = np.union1d(targets, others)
+    else:
+        cand_np = np.arange(n_tracks)
+    cand = torch.from_numpy(cand_np.astype(np.int64))
+    row_t = torch.from_numpy(rows.astype(np.int64))
+    stacked = torch.stack([_standardised(c, row_t, cand) for c in comps])  # (C, B, N)
+    seen = torch.from_numpy((train[rows][:, cand_np] > 0).toarray())
+    target = torch.from_numpy(valid[rows][:, cand_np].toarray()).float()
+    target[seen] = 0.0
+    weights = torch.ones(len(comps), requires_grad=True)
+    optimiser = torch.optim.LBFGS(
+        [weights], lr=0.5, max_iter=config.blend_steps, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        logits = torch.einsum("c,cbn->bn", weights, stacked).masked_fill(seen, -torch.inf)
+        logp = torch.log_softmax(logits, 1).masked_fill(seen, 0.0)
+        loss = -(logp * target).sum() / target.sum().clamp_min(1.0)
+        loss = loss + 1e-3 * (weights**2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return {c.name: float(w) for c, w in zip(comps, weights.detach(), strict=True)}
+
+
+def _blended_scores(
+    comps: list[Component], weights: dict[str, float], rows: torch.Tensor
+) -> torch.Tensor:
+    all_items = torch.arange(comps[0].items.shape[0])
+    total = torch.zeros(len(rows), len(all_items))
+    for c in comps:
+        if weights.get(c.name, 0.0):
+            total += weights[c.name] * _standardised(c, rows, all_items)
+    return total
+
+
+def _evaluate(
+    comps: list[Component],
+    weights: dict[str, float],
+    train: sp.csr_matrix,
+    valid: sp.csr_matrix,
+    rows: np.ndarray,
+    k: int = 10,
+) -> dict[str, float]:
+    seen = train.copy()
+    tops = []
+    for lo in range(0, len(rows), 512):
+        chunk = rows[lo : lo + 512]
+        scores = _blended_scores(comps, weights, torch.from_numpy(chunk.astype(np.int64)))
+        tops.append(top_k_excluding(scores, seen, chunk, k))
+    top = np.concatenate(tops) if tops else np.zeros((0, k), np.int64)
+    return ranking_metrics(top, valid, rows, train.shape[1], k)
+
+
+def train_recommender(
+    history: ListeningHistory,
+    catalogue: Catalogue,
+    config: RecommenderConfig | None = None,
+    progress: Progress | None = None,
+) -> Recommender:
+    """Train the hybrid; see the package docstring."""
+    config = config or RecommenderConfig()
+    torch.manual_seed(config.seed)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def report(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(min(max(fraction, 0.0), 1.0), message)
+
+    report(0.0, "indexing listens")
+    if len(history) == 0:
+        raise ValueError("the listening history is empty")
+    cat_tracks = catalogue.track_ids.tolist()
+    extra = sorted(set(np.unique(history.track_ids).tolist()) - set(cat_tracks))
+    track_ids = cat_tracks + extra
+    track_index = {t: i for i, t in enumerate(track_ids)}
+    artist_ids = sorted(set(catalogue.artist_ids.tolist()) | ({""} if extra else set()))
+    artist_index = {a: i for i, a in enumerate(artist_ids)}
+    track_artist = np.array(
+        [artist_index[a] for a in catalogue.artist_ids.tolist()]
+        + [artist_index.get("", 0)] * len(extra),
+        dtype=np.int64,
+    )
+    listener_ids, listener_idx = np.unique(history.listener_ids, return_inverse=True)
+    track_idx = np.array([track_index[t] for t in history.track_ids.tolist()], dtype=np.int64)
+    shape = (len(listener_ids), len(track_ids))
+    strength = listen_strength(history, config)
+    prior = None
+    if catalogue.popularity is not None:
+        prior = np.zeros(len(track_ids))
+        prior[: len(catalogue)] = catalogue.popularity
+    content = _Content(catalogue, len(track_ids), track_artist, len(artist_ids), config)
+    timings["index_s"] = time.perf_counter() - started
+
+    report(0.05, "splitting off the hold-out")
+    split = split_holdout(listener_idx, track_idx, strength, history.played_at, shape, config)
+    has_train = np.diff(split.train.positive.indptr) > 0
+    has_valid = np.diff(split.valid.indptr) > 0
+    valid_rows = np.flatnonzero(has_train & has_valid)
+
+    t0 = time.perf_counter()
+    comps, basis = _fit_components(
+        split.train, content, prior, config, None, lambda m: report(0.15, f"validation fit: {m}")
+    )
+    weights: dict[str, float] = {c.name: 1.0 for c in comps}
+    metrics: dict[str, Any] = {"validation_listeners": len(valid_rows), "split": split.kind}
+    ease_lambda = config.ease_lambdas[0]
+    if len(valid_rows):
+        rng = np.random.default_rng(config.seed)
+        blend_rows = valid_rows
+        if len(blend_rows) > config.blend_listeners:
+            blend_rows = np.sort(rng.choice(valid_rows, config.blend_listeners, replace=False))
+        if basis is not None and len(config.ease_lambdas) > 1:
+            report(0.4, "choosing the EASE regularisation")
+            best = -1.0
+            for lam in config.ease_lambdas:
+                c = ease_component(basis, lam)
+                ndcg = _evaluate([c], {"ease": 1.0}, split.train.positive, split.valid, blend_rows)[
+                    "ndcg@10"
+                ]
+                if ndcg > best:
+                    best, ease_lambda = ndcg, lam
+            comps = [ease_component(basis, ease_lambda) if c.name == "ease" else c for c in comps]
+        report(0.5, "learning the blend weights")
+        weights = _fit_blend(comps, split.train.positive, split.valid, blend_rows, config)
+        report(0.6, "evaluating on the hold-out")
+        metrics.update(_evaluate(comps, weights, split.train.positive, split.valid, valid_rows))
+        for c in comps:
+            part = _evaluate([c], {c.name: 1.0}, split.train.positive, split.valid, valid_rows)
+            metrics[f"{c.name}.ndcg@10"] = part["ndcg@10"]
+    timings["validation_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    full = aggregate(listener_idx, track_idx, strength, shape, config)
+    if config.refit:
+        comps, _ = _fit_components(
+            full, content, prior, config, ease_lambda, lambda m: report(0.75, f"final fit: {m}")
+        )
+    else:
+        # Keep the validation-time components but let them see every listener's history.
+        comps = [c for c in comps if c.name in weights]
+    timings["final_fit_s"] = time.perf_counter() - t0
+
+    report(0.95, "packaging the model")
+    positive = full.positive.tocsr()
+    positive.sort_indices()
+    states = [
+        ComponentState(
+            c.name,
+            c.users.float(),
+            c.items.float(),
+            None if c.query is None else c.query.float(),
+            weights.get(c.name, 0.0),
+        )
+        for c in comps
+    ]
+    window: dict[str, Any] = {
+        "listens": len(history),
+        "listeners": len(listener_ids),
+        "tracks": len(track_ids),
+        "split": split.kind,
+    }
+    if history.played_at is not None and len(history):
+        window["start"] = _iso(float(history.played_at.min()))
+        window["end"] = _iso(float(history.played_at.max()))
+        if split.cutoff is not None:
+            window["holdout_from"] = _iso(split.cutoff)
+    timings["total_s"] = time.perf_counter() - started
+    parameters: dict[str, Any] = {
+        **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        "ease_lambda": ease_lambda,
+        "blend_weights": weights,
+        "timings": timings,
+    }
+    model = Recommender(
+        listener_ids=listener_ids.tolist(),
+        track_ids=track_ids,
+        artist_ids=artist_ids,
+        track_artist=torch.from_numpy(track_artist),
+        history_indptr=torch.from_numpy(positive.indptr.astype(np.int64)),
+        history_tracks=torch.from_numpy(positive.indices.astype(np.int64)),
+        history_weights=torch.from_numpy(positive.data.astype(np.float32)),
+        components=states,
+        metrics=metrics,
+        data_window=window,
+        parameters=parameters,
+    )
+    report(1.0, "done")
+    return model
