@@ -28,7 +28,9 @@ from tunelytics.pubsub import Broadcaster, RedisBroadcaster, create_broadcaster
 from tunelytics.resolvers.context import Context, Services
 from tunelytics.resolvers.ratelimit import RequestLimiter
 from tunelytics.schema import build_schema
+from tunelytics.services.monitoring import MonitoringService
 from tunelytics.storage import Storage, connect
+from tunelytics.storage.monitoring import monitoring_store, tenant_retentions
 from tunelytics.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -244,12 +246,16 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
             settings.mongodb_url, settings.mongodb_database, timeout_ms=settings.mongodb_timeout_ms
         )
     broadcaster = create_broadcaster(settings.redis_url)
+    monitoring = MonitoringService(
+        monitoring_store(storage.db), retentions=lambda: tenant_retentions(storage.db)
+    )
     services = Services(
         settings=settings,
         storage=storage,
         broadcaster=broadcaster,
         verifier=TokenVerifier(settings),
         limiter=RequestLimiter(settings.limits.rate_per_minute, settings.redis_url),
+        monitoring=monitoring,
     )
     graphql = GraphQLApp(services)
     indexes = Indexes(storage)
@@ -258,6 +264,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await indexes.start()
         await broadcaster.start()
+        await monitoring.start()
         log.info(
             "tunelytics ready",
             extra={"database": settings.mongodb_database, "pubsub": type(broadcaster).__name__},
@@ -266,6 +273,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
             yield
         finally:
             await indexes.stop()
+            await monitoring.stop()
             await broadcaster.stop()
             await storage.close()
 

@@ -19,6 +19,7 @@ from tunelytics.tokens import InvalidToken, TokenVerifier
 
 if TYPE_CHECKING:
     from tunelytics.resolvers.ratelimit import RequestLimiter
+    from tunelytics.services.monitoring import MonitoringService
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Services:
     broadcaster: Broadcaster
     verifier: TokenVerifier
     limiter: RequestLimiter | None = None
+    monitoring: MonitoringService | None = None
 
 
 def bearer_token(value: object) -> str | None:

@@ -38,6 +38,7 @@ from tunelytics.schema.inputs import (
     TrackInput,
     TrackOrderBy,
 )
+from tunelytics.schema.monitoring import MonitoringMutation, MonitoringQuery
 from tunelytics.schema.types import (
     Artist,
     Listen,
@@ -56,7 +57,7 @@ CtxInfo = Info[Context, None]
 
 
 @strawberry.type
-class Query:
+class Query(MonitoringQuery):
     @strawberry.field(description="Who you are: your tenant and roles.")
     def viewer(self, info: CtxInfo) -> Viewer:
         return Viewer.of(info.context.principal)
@@ -116,7 +117,7 @@ def _rejected(rejections: list[Rejection]) -> list[RejectedItem]:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(MonitoringMutation):
     @strawberry.mutation(description="Create or update artists; invalid items are reported.")
     async def upsert_artists(
         self, info: CtxInfo, artists: list[ArtistInput]

@@ -1,0 +1,1 @@
+"""Long-lived services of a server process, built at start-up (app.py)."""
