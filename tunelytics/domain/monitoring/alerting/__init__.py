@@ -50,13 +50,21 @@ Engine (engine.py), stateless between calls: build one per tenant when its rules
 silences change, keep it (it caches rule matches per series id), and per call pass the
 tenant's open (unresolved) alerts and open incidents; it updates them in place and
 returns what changed:
-    AlertEngine(rules, silences=(), inhibitions=DEFAULT_INHIBITIONS, noise_model=None)
+    AlertEngine(rules, silences=(), inhibitions=DEFAULT_INHIBITIONS, noise_model=None,
+                tenant_id=None)   one tenant per engine; others' state is ignored
     .evaluate(samples, open_alerts, open_incidents, now) -> Evaluation
     .check_absence(presences, open_alerts, open_incidents, now) -> Evaluation
     .tick(open_alerts, open_incidents, now) -> Evaluation     repeats, duration escalation
     .acknowledge(alert, by, now, incident=None) -> Evaluation
     .resolve(alert, by, now, incident=None) -> Evaluation
     .record_feedback(alert, "useful" | "noise", by, now) -> Alert   (teaches noise_model)
+Events: FIRED when an alert starts firing (and, repeat=True, again after
+repeat_interval while firing and not acknowledged; a silenced/inhibited alert that
+becomes unmuted gets one FIRED then); ESCALATED (reason "severity": escalate_at reached;
+"priority": its strength/weight tier rose; "incident": it raised its incident's severity
+or the incident reached 2, 4, 8... series); ACKNOWLEDGED; RESOLVED (resolved_by None:
+automatic). Whether to notify is decided at the end of each call, against the state
+after the whole batch (like an Alertmanager group flush).
 Write back: upsert changed_alerts / changed_incidents by _id, delete dropped_alerts,
 publish events (a webhook or subscription sends only those with notify=True, or shows
 notify=False ones as muted).

@@ -122,7 +122,7 @@ class Alert:
     strength: float = 0.0
     business_weight: float = 1.0
     priority: float = 0.0
-    escalation_rank: int = 0  # highest (severity, tier) reached, to emit ESCALATED once
+    escalation_rank: int = 0  # highest (severity, strength tier) reached: ESCALATED once each
     incident_id: str | None = None
     last_notified_at: datetime | None = None
     notifications: int = 0
@@ -270,7 +270,7 @@ class Incident:
     alert_ids: list[str] = field(default_factory=list)
     members: dict[str, IncidentMember] = field(default_factory=dict)  # active alerts
     peak_series_count: int = 0
-    escalation_rank: int = 0
+    escalation_rank: int = 0  # how many times the incident escalated
 
     @property
     def is_open(self) -> bool:

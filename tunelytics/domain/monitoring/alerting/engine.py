@@ -55,7 +55,7 @@ _RESERVED = ("alertname", "__name__")
 class _Pending:
     kind: EventKind
     alert: Alert  # live object
-    snapshot: Alert
+    snapshot: Alert | None
     incident: Incident | None
     repeat: bool = False
     optional: bool = False  # a repeat: dropped, not sent muted, when it would not notify
@@ -66,18 +66,25 @@ class _Run:
     """The state of one engine call."""
 
     def __init__(
-        self, open_alerts: Iterable[Alert], open_incidents: Iterable[Incident], now: datetime
+        self,
+        tenant_id: str | None,
+        open_alerts: Iterable[Alert],
+        open_incidents: Iterable[Incident],
+        now: datetime,
     ) -> None:
         self.now = utc(now)
         self.alerts: dict[tuple[str, str], Alert] = {}
         self.by_id: dict[str, Alert] = {}
+        # Another tenant's state never takes part, whatever the caller passes.
         for alert in open_alerts:
-            if alert.is_open:
+            if alert.is_open and tenant_id in (None, alert.tenant_id):
                 self.alerts[(alert.rule_id, alert.series_id)] = alert
                 self.by_id[alert.id] = alert
         self.incidents: dict[str, Incident] = {}
         self.by_group: dict[str, Incident] = {}
         for incident in open_incidents:
+            if tenant_id not in (None, incident.tenant_id):
+                continue
             self.incidents[incident.id] = incident
             known = self.by_group.get(incident.group_key)
             if known is None or _newer(incident, known):
@@ -106,15 +113,19 @@ class _Run:
         optional: bool = False,
         reason: str = "",
     ) -> None:
+        # Optional events (repeats) are usually dropped: snapshot them only if kept.
+        if kind in (EventKind.FIRED, EventKind.ESCALATED):
+            self.repeat_queued.add(alert.id)  # notified in this call: no repeat on top
+        snap, incident = (None, None) if optional else self.snapshot(alert)
+        self.pending.append(_Pending(kind, alert, snap, incident, repeat, optional, reason))
+
+    def snapshot(self, alert: Alert) -> tuple[Alert, Incident | None]:
         incident = self.incidents.get(alert.incident_id) if alert.incident_id else None
-        snap_incident = None
         if incident is not None:
-            snap_incident = replace(
+            incident = replace(
                 incident, members=dict(incident.members), alert_ids=list(incident.alert_ids)
             )
-        self.pending.append(
-            _Pending(kind, alert, copy.copy(alert), snap_incident, repeat, optional, reason)
-        )
+        return copy.copy(alert), incident
 
 
 def _newer(a: Incident, b: Incident) -> bool:
@@ -126,7 +137,9 @@ def _newer(a: Incident, b: Incident) -> bool:
 class AlertEngine:
     """Evaluates one tenant's rules. Build it when the tenant's rules or silences change
     (it precompiles matchers, indexes rules by series name and caches which rules match
-    which series); reuse it across calls. Series ids must identify (name, labels)."""
+    which series); reuse it across calls. Series ids must identify (name, labels).
+    All rules belong to one tenant (tenant_id, or the rules' own); alerts, incidents
+    and silences of any other tenant are ignored."""
 
     def __init__(
         self,
@@ -134,9 +147,15 @@ class AlertEngine:
         silences: Iterable[Silence] = (),
         inhibitions: Iterable[InhibitRule] = DEFAULT_INHIBITIONS,
         noise_model: NoiseModel | None = None,
+        tenant_id: str | None = None,
     ) -> None:
+        rules = list(rules)
+        tenants = {r.tenant_id for r in rules} | ({tenant_id} if tenant_id else set())
+        if len(tenants) > 1:
+            raise ValueError(f"one engine per tenant (rules of {sorted(tenants)})")
+        self.tenant_id = tenant_id or next(iter(tenants), None)
         self.rules = {r.id: r for r in rules if r.enabled}
-        self.silences = list(silences)
+        self.silences = [s for s in silences if self.tenant_id in (None, s.tenant_id)]
         self.inhibitions = tuple(inhibitions)
         self.noise_model = noise_model
         self._by_name: dict[str | None, list[Rule]] = {}
@@ -159,7 +178,7 @@ class AlertEngine:
         open_alerts: the tenant's alerts that are not resolved; open_incidents: its
         unresolved incidents, plus any resolved within the rules' group_window if you
         want a quick relapse to reopen its incident rather than start a new one."""
-        run = _Run(open_alerts, open_incidents, now)
+        run = _Run(self.tenant_id, open_alerts, open_incidents, now)
         for sample in samples:
             point_rules, absence_rules = self._rules_for(
                 sample.series_id, sample.name, sample.labels
@@ -199,7 +218,7 @@ class AlertEngine:
         periodically (e.g. every 15 s) with the tenant's series; an absence alert starts
         at last_seen + absent_for and fires `for` later; it resolves when the series
         has a point again (here, or in evaluate)."""
-        run = _Run(open_alerts, open_incidents, now)
+        run = _Run(self.tenant_id, open_alerts, open_incidents, now)
         for p in presence:
             last_seen = utc(p.last_seen)
             for rule in self._rules_for(p.series_id, p.name, p.labels)[1]:
@@ -220,9 +239,9 @@ class AlertEngine:
         self, open_alerts: Iterable[Alert], open_incidents: Iterable[Incident], now: datetime
     ) -> Evaluation:
         """Time passing without points: re-notify firing alerts whose repeat_interval
-        elapsed (or whose silence ended), and escalate those whose priority tier rose
-        with duration. Call it periodically (e.g. every 30 s)."""
-        run = _Run(open_alerts, open_incidents, now)
+        elapsed (or whose silence ended) and refresh priorities (duration counts in
+        them). Call it periodically (e.g. every 30 s)."""
+        run = _Run(self.tenant_id, open_alerts, open_incidents, now)
         for alert in list(run.alerts.values()):
             rule = self.rules.get(alert.rule_id)
             if rule is not None and alert.is_active:
@@ -234,11 +253,12 @@ class AlertEngine:
     ) -> Evaluation:
         """Firing -> acknowledged: no more repeat notifications; still resolves by
         itself and still escalates. Acknowledging an acknowledged alert changes nothing."""
+        self._own(alert)
         if alert.state is AlertState.ACKNOWLEDGED:
             return Evaluation()
         if alert.state is not AlertState.FIRING:
             raise AlertStateError(f"only a firing alert can be acknowledged (it is {alert.state})")
-        run = _Run([alert], [] if incident is None else [incident], now)
+        run = _Run(self.tenant_id, [alert], [] if incident is None else [incident], now)
         alert.state = AlertState.ACKNOWLEDGED
         alert.acknowledged_at = run.now
         alert.acknowledged_by = by
@@ -251,9 +271,10 @@ class AlertEngine:
     ) -> Evaluation:
         """Resolve by hand (pass its incident to update it). If the condition still holds,
         the next point opens a new alert with the same fingerprint."""
+        self._own(alert)
         if not alert.is_open:
             raise AlertStateError("the alert is already resolved")
-        run = _Run([alert], [] if incident is None else [incident], now)
+        run = _Run(self.tenant_id, [alert], [] if incident is None else [incident], now)
         self._resolve(run, alert, run.now, by)
         return self._finish(run)
 
@@ -263,6 +284,7 @@ class AlertEngine:
         """An operator calls the alert useful or noise; the noise model (if any) learns
         from the alert's features as they were when it fired. The latest feedback wins
         on the alert; changing it teaches the model the new answer too."""
+        self._own(alert)
         verdict = Feedback(feedback)
         if alert.feedback is not verdict and self.noise_model is not None and alert.features:
             self.noise_model.learn_one(alert.features, verdict is Feedback.NOISE)
@@ -276,6 +298,10 @@ class AlertEngine:
         return [*point, *absence]
 
     # -- internals ------------------------------------------------------------------
+
+    def _own(self, alert: Alert) -> None:
+        if self.tenant_id is not None and alert.tenant_id != self.tenant_id:
+            raise AlertStateError("the alert belongs to another tenant")
 
     def _rules_for(
         self, series_id: str, name: str, labels: dict[str, str]
@@ -396,9 +422,9 @@ class AlertEngine:
         if rule.escalates(alert.last_value, alert.last_score):
             assert rule.escalate_to is not None
             alert.severity = max(alert.severity, rule.escalate_to)
-        incident, grew, severity = self._join_incident(run, rule, alert, ts)
+        incident, old_peak, severity = self._join_incident(run, rule, alert, ts)
         self._reprioritize(run, alert, ts)
-        alert.escalation_rank = _rank(alert.severity, alert.priority)
+        alert.escalation_rank = _rank(alert)
         alert.features = alert_features(
             rule_id=rule.id,
             kind=rule.kind,
@@ -415,15 +441,18 @@ class AlertEngine:
         if self.noise_model is not None:
             alert.noise_probability = self.noise_model.predict_proba_one(alert.features)
         run.emit(EventKind.FIRED, alert)
-        if grew:
+        count = incident.series_count
+        if count > 1:
             for other_id in incident.members:  # breadth raises every member's priority
                 other = run.by_id.get(other_id)
                 if other is not None and other is not alert:
                     self._reprioritize(run, other, ts)
                     run.touch(other)
-        # A new member escalates its incident when it widens it (more series) or raises
-        # its severity; a stronger member alone is announced by its own FIRED event.
-        if self._incident_escalated(run, incident) and (grew or incident.severity > severity):
+        # A new member escalates its incident when it raises the incident's severity or
+        # the incident reaches 2, 4, 8, ... series for the first time.
+        widened = count > max(old_peak, 1) and count & (count - 1) == 0
+        if widened or (len(incident.members) > 1 and incident.severity > severity):
+            incident.escalation_rank += 1
             run.emit(EventKind.ESCALATED, alert, reason="incident")
 
     def _update_active(
@@ -445,15 +474,11 @@ class AlertEngine:
         self._reprioritize(run, alert, ts)
         if alert.priority != before:
             run.touch(alert)
-        rank = _rank(alert.severity, alert.priority)
-        incident = run.incidents.get(alert.incident_id) if alert.incident_id else None
-        incident_up = incident is not None and self._incident_escalated(run, incident)
+        rank = _rank(alert)
         if rank > alert.escalation_rank:
             alert.escalation_rank = rank
             run.touch(alert)
             run.emit(EventKind.ESCALATED, alert, reason=reason or "priority")
-        elif incident_up:
-            run.emit(EventKind.ESCALATED, alert, reason="incident")
         elif (
             alert.state is AlertState.FIRING
             and alert.id not in run.repeat_queued
@@ -462,7 +487,6 @@ class AlertEngine:
                 or run.now - alert.last_notified_at >= rule.repeat_interval
             )
         ):
-            run.repeat_queued.add(alert.id)
             run.emit(
                 EventKind.FIRED, alert, repeat=alert.last_notified_at is not None, optional=True
             )
@@ -481,19 +505,11 @@ class AlertEngine:
                 _summarize(incident)
                 run.touch_incident(incident)
 
-    def _incident_escalated(self, run: _Run, incident: Incident) -> bool:
-        rank = _rank(incident.severity, incident.priority)
-        if rank > incident.escalation_rank:
-            incident.escalation_rank = rank
-            run.touch_incident(incident)
-            return True
-        return False
-
     def _join_incident(
         self, run: _Run, rule: Rule, alert: Alert, ts: datetime
-    ) -> tuple[Incident, bool, Severity]:
-        """Put a newly firing alert into its incident; returns the incident, whether it
-        now spans more series, and its severity before."""
+    ) -> tuple[Incident, int, Severity]:
+        """Put a newly firing alert into its incident; returns the incident and its peak
+        series count and severity before."""
         key, values = group_key(rule.group_by, alert.labels)
         incident = run.by_group.get(key)
         if (
@@ -519,7 +535,7 @@ class AlertEngine:
         elif not incident.is_open:  # a relapse within group_window reopens it
             incident.state = IncidentState.OPEN
             incident.resolved_at = None
-        before, severity = incident.series_count, incident.severity
+        old_peak, severity = incident.peak_series_count, incident.severity
         if len(incident.alert_ids) < MAX_INCIDENT_ALERT_IDS:
             incident.alert_ids.append(alert.id)
         incident.members[alert.id] = IncidentMember(alert.series_id, alert.severity, 0.0)
@@ -527,7 +543,7 @@ class AlertEngine:
         alert.incident_id = incident.id
         _summarize(incident)
         run.touch_incident(incident)
-        return incident, incident.series_count > before and before > 0, severity
+        return incident, old_peak, severity
 
     def _clear(self, run: _Run, alert: Alert, ts: datetime) -> None:
         """The condition ended at once (pending alert, or data back for an absence)."""
@@ -571,18 +587,18 @@ class AlertEngine:
                 notify = not silenced
             else:
                 notify = not silenced and not inhibited
-            if p.optional and not notify:
+            if p.optional and (not notify or not alert.is_active):
                 continue
             alert.silenced_by, alert.inhibited = silenced, inhibited
             if notify and p.kind in (EventKind.FIRED, EventKind.ESCALATED):
                 alert.last_notified_at = run.now
                 alert.notifications += 1
             run.changed_alerts[alert.id] = alert
-            snap = p.snapshot
+            snap, incident = (p.snapshot, p.incident) if p.snapshot else run.snapshot(alert)
             snap.silenced_by, snap.inhibited = silenced, inhibited
             snap.last_notified_at, snap.notifications = alert.last_notified_at, alert.notifications
             out.events.append(
-                AlertEvent(p.kind, snap, p.incident, run.now, notify, p.repeat, p.reason)
+                AlertEvent(p.kind, snap, incident, run.now, notify, p.repeat, p.reason)
             )
         out.changed_alerts = list(run.changed_alerts.values())
         out.changed_incidents = list(run.changed_incidents.values())
@@ -620,8 +636,12 @@ def _summarize(incident: Incident) -> None:
         incident.priority = max(m.priority for m in incident.members.values())
 
 
-def _rank(severity: Severity, p: float) -> int:
-    return int(severity) * 4 + tier_rank(p)
+def _rank(alert: Alert) -> int:
+    """What ESCALATED tracks for an alert: its severity and the priority tier its own
+    strength and weight give (not duration, which rises predictably, nor breadth, which
+    escalates the incident instead)."""
+    p = priority(alert.severity, alert.strength, 0.0, 1, alert.business_weight)
+    return int(alert.severity) * 4 + tier_rank(p)
 
 
 def _worse(rule: Rule, value: float, peak: float) -> bool:
