@@ -190,7 +190,9 @@ class Alert:
             "silenced_by": list(self.silenced_by),
             "inhibited": self.inhibited,
             "noise_probability": self.noise_probability,
-            "features": dict(self.features),
+            # Pairs, not a sub-document: feature names hold label values, which may
+            # contain "." or start with "$" (awkward as Mongo field names).
+            "features": [[k, v] for k, v in self.features.items()],
             "feedback": None if self.feedback is None else self.feedback.value,
             "feedback_by": self.feedback_by,
             "feedback_at": self.feedback_at,
@@ -235,12 +237,17 @@ class Alert:
             silenced_by=list(doc.get("silenced_by") or []),
             inhibited=bool(doc.get("inhibited", False)),
             noise_probability=doc.get("noise_probability"),
-            features={str(k): float(v) for k, v in (doc.get("features") or {}).items()},
+            features=_features(doc.get("features")),
             feedback=None if feedback is None else Feedback(feedback),
             feedback_by=doc.get("feedback_by"),
             feedback_at=opt_utc(doc.get("feedback_at")),
             summary=doc.get("summary", ""),
         )
+
+
+def _features(raw: Any) -> dict[str, float]:
+    pairs = raw.items() if isinstance(raw, Mapping) else (raw or ())
+    return {str(k): float(v) for k, v in pairs}
 
 
 @dataclass(slots=True)

@@ -95,6 +95,8 @@ class _Run:
         self.dropped: list[Alert] = []
         self.pending: list[_Pending] = []
         self.repeat_queued: set[str] = set()
+        self.counts: dict[str, int] = {}  # incident id -> series count, while unchanged
+        self.match_labels: dict[str, tuple[Severity, dict[str, str]]] = {}
         self.absence_open = any(a.kind is RuleKind.ABSENCE for a in self.alerts.values())
 
     def touch(self, alert: Alert) -> None:
@@ -118,6 +120,19 @@ class _Run:
             self.repeat_queued.add(alert.id)  # notified in this call: no repeat on top
         snap, incident = (None, None) if optional else self.snapshot(alert)
         self.pending.append(_Pending(kind, alert, snap, incident, repeat, optional, reason))
+
+    def series_count(self, incident: Incident) -> int:
+        count = self.counts.get(incident.id)
+        if count is None:
+            count = self.counts[incident.id] = incident.series_count
+        return count
+
+    def labels_of(self, alert: Alert) -> dict[str, str]:
+        """The alert's labels plus severity (what silences and inhibition match)."""
+        known = self.match_labels.get(alert.id)
+        if known is None or known[0] is not alert.severity:
+            known = self.match_labels[alert.id] = (alert.severity, alert.match_labels())
+        return known[1]
 
     def snapshot(self, alert: Alert) -> tuple[Alert, Incident | None]:
         incident = self.incidents.get(alert.incident_id) if alert.incident_id else None
@@ -158,11 +173,13 @@ class AlertEngine:
         self.silences = [s for s in silences if self.tenant_id in (None, s.tenant_id)]
         self.inhibitions = tuple(inhibitions)
         self.noise_model = noise_model
+        self._order = {rule_id: i for i, rule_id in enumerate(self.rules)}
         self._by_name: dict[str | None, list[Rule]] = {}
         for rule in self.rules.values():
             self._by_name.setdefault(rule.selector.name, []).append(rule)
         self._matched: dict[str, tuple[tuple[Rule, ...], tuple[Rule, ...]]] = {}
         self._identity: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+        self._sources: dict[tuple[str, Severity], tuple[tuple[int, tuple[str, ...]], ...]] = {}
 
     # -- public API -----------------------------------------------------------------
 
@@ -311,6 +328,7 @@ class AlertEngine:
             candidates = [*self._by_name.get(name, ()), *self._by_name.get(None, ())]
             with_name = {**labels, "__name__": name}
             hits = [r for r in candidates if r.selector.matches(name, with_name)]
+            hits.sort(key=lambda r: self._order[r.id])  # the rules' order, whatever the index
             found = (
                 tuple(r for r in hits if r.kind is not RuleKind.ABSENCE),
                 tuple(r for r in hits if r.kind is RuleKind.ABSENCE),
@@ -422,7 +440,7 @@ class AlertEngine:
         if rule.escalates(alert.last_value, alert.last_score):
             assert rule.escalate_to is not None
             alert.severity = max(alert.severity, rule.escalate_to)
-        incident, old_peak, severity = self._join_incident(run, rule, alert, ts)
+        incident, old_peak, severity, old_count = self._join_incident(run, rule, alert, ts)
         self._reprioritize(run, alert, ts)
         alert.escalation_rank = _rank(alert)
         alert.features = alert_features(
@@ -435,14 +453,14 @@ class AlertEngine:
             peak_score=alert.peak_score,
             strength=alert.strength,
             pending_s=(ts - alert.started_at).total_seconds(),
-            series_count=incident.series_count,
+            series_count=run.series_count(incident),
             at=ts,
         )
         if self.noise_model is not None:
             alert.noise_probability = self.noise_model.predict_proba_one(alert.features)
         run.emit(EventKind.FIRED, alert)
-        count = incident.series_count
-        if count > 1:
+        count = run.series_count(incident)
+        if count > old_count > 0:
             for other_id in incident.members:  # breadth raises every member's priority
                 other = run.by_id.get(other_id)
                 if other is not None and other is not alert:
@@ -493,7 +511,7 @@ class AlertEngine:
 
     def _reprioritize(self, run: _Run, alert: Alert, ts: datetime) -> None:
         incident = run.incidents.get(alert.incident_id) if alert.incident_id else None
-        count = incident.series_count if incident is not None else 1
+        count = run.series_count(incident) if incident is not None else 1
         firing_s = (ts - alert.fired_at).total_seconds() if alert.fired_at else 0.0
         alert.priority = priority(
             alert.severity, alert.strength, firing_s, count, alert.business_weight
@@ -501,15 +519,21 @@ class AlertEngine:
         if incident is not None and alert.id in incident.members:
             member = incident.members[alert.id]
             if member.priority != alert.priority or member.severity != alert.severity:
+                old = member.priority
                 member.priority, member.severity = alert.priority, alert.severity
-                _summarize(incident)
+                # Incremental max; a full pass only when the maximum itself fell.
+                incident.severity = max(incident.severity, alert.severity)
+                if alert.priority >= incident.priority:
+                    incident.priority = alert.priority
+                elif old >= incident.priority:
+                    _summarize(incident)
                 run.touch_incident(incident)
 
     def _join_incident(
         self, run: _Run, rule: Rule, alert: Alert, ts: datetime
-    ) -> tuple[Incident, int, Severity]:
+    ) -> tuple[Incident, int, Severity, int]:
         """Put a newly firing alert into its incident; returns the incident and its peak
-        series count and severity before."""
+        series count, severity and series count before."""
         key, values = group_key(rule.group_by, alert.labels)
         incident = run.by_group.get(key)
         if (
@@ -536,14 +560,18 @@ class AlertEngine:
             incident.state = IncidentState.OPEN
             incident.resolved_at = None
         old_peak, severity = incident.peak_series_count, incident.severity
+        old_count = run.series_count(incident)
         if len(incident.alert_ids) < MAX_INCIDENT_ALERT_IDS:
             incident.alert_ids.append(alert.id)
         incident.members[alert.id] = IncidentMember(alert.series_id, alert.severity, 0.0)
-        incident.peak_series_count = max(incident.peak_series_count, incident.series_count)
+        run.counts.pop(incident.id, None)
+        incident.peak_series_count = max(incident.peak_series_count, run.series_count(incident))
         alert.incident_id = incident.id
-        _summarize(incident)
+        if old_count == 0:  # new or reopened: the first member sets the pace
+            incident.severity, incident.priority = alert.severity, 0.0
+        incident.severity = max(incident.severity, alert.severity)
         run.touch_incident(incident)
-        return incident, old_peak, severity
+        return incident, old_peak, severity, old_count
 
     def _clear(self, run: _Run, alert: Alert, ts: datetime) -> None:
         """The condition ended at once (pending alert, or data back for an absence)."""
@@ -564,6 +592,7 @@ class AlertEngine:
         run.touch(alert)
         incident = run.incidents.get(alert.incident_id) if alert.incident_id else None
         if incident is not None and incident.members.pop(alert.id, None) is not None:
+            run.counts.pop(incident.id, None)
             if not incident.members:
                 incident.state = IncidentState.RESOLVED
                 incident.resolved_at = ts
@@ -574,11 +603,16 @@ class AlertEngine:
 
     def _finish(self, run: _Run) -> Evaluation:
         active_silences = [s for s in self.silences if s.is_active(run.now)]
-        sources = self._inhibition_sources(run) if run.pending else []
+        targeted = any(
+            all(m.matches(run.labels_of(p.alert)) for m in rule.target_matchers)
+            for p in run.pending
+            for rule in self.inhibitions
+        )
+        sources = self._inhibition_sources(run) if targeted else [{} for _ in self.inhibitions]
         out = Evaluation(dropped_alerts=run.dropped)
         for p in run.pending:
             alert = p.alert
-            labels = alert.match_labels()
+            labels = run.labels_of(alert)
             silenced = [s.id for s in active_silences if s.matches(labels)]
             inhibited = self._inhibited(alert, labels, sources)
             if p.kind is EventKind.RESOLVED:
@@ -608,14 +642,25 @@ class AlertEngine:
         """Per inhibition rule: equal-label values -> ids of active alerts matching its
         source matchers."""
         out: list[dict[tuple[str, ...], set[str]]] = [{} for _ in self.inhibitions]
+        cache = self._sources
         for alert in run.alerts.values():
             if not alert.is_active:
                 continue
-            labels = alert.match_labels()
-            for i, rule in enumerate(self.inhibitions):
-                if all(m.matches(labels) for m in rule.source_matchers):
-                    values = tuple(labels.get(k, "") for k in rule.equal)
-                    out[i].setdefault(values, set()).add(alert.id)
+            # Open alerts come back call after call: remember what each one is a source of.
+            key = (alert.id, alert.severity)
+            found = cache.get(key)
+            if found is None:
+                labels = run.labels_of(alert)
+                found = tuple(
+                    (i, tuple(labels.get(k, "") for k in rule.equal))
+                    for i, rule in enumerate(self.inhibitions)
+                    if all(m.matches(labels) for m in rule.source_matchers)
+                )
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                cache[key] = found
+            for i, values in found:
+                out[i].setdefault(values, set()).add(alert.id)
         return out
 
     def _inhibited(
