@@ -613,3 +613,18 @@ def test_stateless_use_matches_one_long_call() -> None:
     one = [(e.kind, e.alert.id, e.notify) for e in whole.events]
     many = [(e.kind, e.alert.id, e.notify) for e in tenant.events]
     assert one == many and len(one) > 8
+
+
+def test_tick_resolves_alerts_of_a_removed_rule() -> None:
+    kept, removed = rule(name="kept"), rule(name="removed", threshold=600, **{"for": "10m"})
+    tenant = Tenant(AlertEngine([kept, removed, rule(name="gone soon", threshold=650)]))
+    tenant.feed(sample(0, 700))
+    states = sorted((a.rule_name, a.state.value) for a in tenant.open_alerts())
+    assert states == [("gone soon", "firing"), ("kept", "firing"), ("removed", "pending")]
+    tenant.engine = AlertEngine([kept])
+    ev = tenant.store(tenant.engine.tick(tenant.open_alerts(), tenant.open_incidents(), minutes(1)))
+    assert [(e.kind.value, e.alert.rule_name, e.reason) for e in ev.events] == [
+        ("resolved", "gone soon", "rule removed")
+    ]
+    assert [a.rule_name for a in ev.dropped_alerts] == ["removed"]
+    assert [a.rule_name for a in tenant.open_alerts()] == ["kept"]

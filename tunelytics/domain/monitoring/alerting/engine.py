@@ -257,11 +257,17 @@ class AlertEngine:
     ) -> Evaluation:
         """Time passing without points: re-notify firing alerts whose repeat_interval
         elapsed (or whose silence ended) and refresh priorities (duration counts in
-        them). Call it periodically (e.g. every 30 s)."""
+        them); resolve alerts whose rule was deleted or disabled (Alertmanager resolves
+        alerts that stop arriving). Call it periodically (e.g. every 30 s)."""
         run = _Run(self.tenant_id, open_alerts, open_incidents, now)
         for alert in list(run.alerts.values()):
             rule = self.rules.get(alert.rule_id)
-            if rule is not None and alert.is_active:
+            if rule is None:  # deleted or disabled: nothing will ever clear it
+                if alert.state is AlertState.PENDING:
+                    self._clear(run, alert, run.now)
+                else:
+                    self._resolve(run, alert, run.now, None, reason="rule removed")
+            elif alert.is_active:
                 self._update_active(run, rule, alert, run.now, None, None)
         return self._finish(run)
 
@@ -584,7 +590,9 @@ class AlertEngine:
         else:
             self._resolve(run, alert, ts, None)
 
-    def _resolve(self, run: _Run, alert: Alert, ts: datetime, by: str | None) -> None:
+    def _resolve(
+        self, run: _Run, alert: Alert, ts: datetime, by: str | None, reason: str = ""
+    ) -> None:
         alert.state = AlertState.RESOLVED
         alert.resolved_at = ts
         alert.resolved_by = by
@@ -599,7 +607,7 @@ class AlertEngine:
             else:
                 _summarize(incident)
             run.touch_incident(incident)
-        run.emit(EventKind.RESOLVED, alert)
+        run.emit(EventKind.RESOLVED, alert, reason=reason)
 
     def _finish(self, run: _Run) -> Evaluation:
         active_silences = [s for s in self.silences if s.is_active(run.now)]
