@@ -28,9 +28,8 @@ from tunelytics.pubsub import Broadcaster, RedisBroadcaster, create_broadcaster
 from tunelytics.resolvers.context import Context, Services
 from tunelytics.resolvers.ratelimit import RequestLimiter
 from tunelytics.schema import build_schema
-from tunelytics.services.monitoring import MonitoringService
+from tunelytics.services.pipeline import build_pipeline
 from tunelytics.storage import Storage, connect
-from tunelytics.storage.monitoring import monitoring_store, tenant_retentions
 from tunelytics.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -246,16 +245,15 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
             settings.mongodb_url, settings.mongodb_database, timeout_ms=settings.mongodb_timeout_ms
         )
     broadcaster = create_broadcaster(settings.redis_url)
-    monitoring = MonitoringService(
-        monitoring_store(storage.db), retentions=lambda: tenant_retentions(storage.db)
-    )
+    monitoring = build_pipeline(storage.db, broadcaster)
     services = Services(
         settings=settings,
         storage=storage,
         broadcaster=broadcaster,
         verifier=TokenVerifier(settings),
         limiter=RequestLimiter(settings.limits.rate_per_minute, settings.redis_url),
-        monitoring=monitoring,
+        monitoring=monitoring.monitoring,
+        alerting=monitoring.alerts,
     )
     graphql = GraphQLApp(services)
     indexes = Indexes(storage)

@@ -20,11 +20,15 @@ class Permission(enum.Enum):
     WRITE_LISTENS = "write_listens"
     WRITE_METRICS = "write_metrics"
     TRAIN = "train"
+    # Acknowledge, resolve, silence alerts and give feedback on them.
+    RESPOND_ALERTS = "respond_to_alerts"
+    # Alert rules and webhooks.
+    MANAGE_ALERTS = "manage_alerts"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ}),
-    Role.ANALYST: frozenset({Permission.READ, Permission.TRAIN}),
+    Role.ANALYST: frozenset({Permission.READ, Permission.TRAIN, Permission.RESPOND_ALERTS}),
     Role.ADMIN: frozenset(Permission),
     # Service accounts that push data: they write, they do not read.
     Role.INGEST: frozenset({Permission.WRITE_LISTENS, Permission.WRITE_METRICS}),

@@ -19,6 +19,7 @@ from tunelytics.tokens import InvalidToken, TokenVerifier
 
 if TYPE_CHECKING:
     from tunelytics.resolvers.ratelimit import RequestLimiter
+    from tunelytics.services.alerts import AlertService
     from tunelytics.services.monitoring import MonitoringService
 
 
@@ -32,6 +33,7 @@ class Services:
     verifier: TokenVerifier
     limiter: RequestLimiter | None = None
     monitoring: MonitoringService | None = None
+    alerting: AlertService | None = None
 
 
 def bearer_token(value: object) -> str | None:

@@ -29,6 +29,7 @@ from tunelytics.resolvers.errors import NotFound, code_errors_in_place
 from tunelytics.resolvers.lookahead import selects
 from tunelytics.resolvers.observability import OperationMetrics
 from tunelytics.resolvers.ratelimit import RateLimit
+from tunelytics.schema.alerts import AlertMutation, AlertQueryRoot, AlertSubscription
 from tunelytics.schema.connections import Connection, connection
 from tunelytics.schema.inputs import (
     ArtistInput,
@@ -57,7 +58,7 @@ CtxInfo = Info[Context, None]
 
 
 @strawberry.type
-class Query(MonitoringQuery):
+class Query(MonitoringQuery, AlertQueryRoot):
     @strawberry.field(description="Who you are: your tenant and roles.")
     def viewer(self, info: CtxInfo) -> Viewer:
         return Viewer.of(info.context.principal)
@@ -117,7 +118,7 @@ def _rejected(rejections: list[Rejection]) -> list[RejectedItem]:
 
 
 @strawberry.type
-class Mutation(MonitoringMutation):
+class Mutation(MonitoringMutation, AlertMutation):
     @strawberry.mutation(description="Create or update artists; invalid items are reported.")
     async def upsert_artists(
         self, info: CtxInfo, artists: list[ArtistInput]
@@ -157,7 +158,7 @@ class Mutation(MonitoringMutation):
 
 
 @strawberry.type
-class Subscription:
+class Subscription(AlertSubscription):
     @strawberry.subscription(description="Every listen of your tenant as it is stored.")
     async def listens(
         self, info: CtxInfo, track_id: strawberry.ID | None = None

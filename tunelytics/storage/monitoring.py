@@ -111,6 +111,10 @@ class SeriesRepository:
             query["label_pairs"] = {"$all": [f"{k}={v}" for k, v in where.labels]}
         return await keyset_page(self.collection, query, Order("name"), after, first, _series)
 
+    async def with_points(self, tenant_id: str) -> list[MetricSeries]:
+        cursor = self.collection.find(tenant_scope(tenant_id))
+        return [_series(doc) async for doc in cursor]
+
     async def all_ids(self, tenant_id: str) -> list[str]:
         cursor = self.collection.find(tenant_scope(tenant_id), {"id": 1})
         return [doc["id"] async for doc in cursor]
