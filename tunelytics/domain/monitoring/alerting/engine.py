@@ -13,7 +13,7 @@ import copy
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from tunelytics.domain.monitoring.alerting.alerts import (
     Alert,
@@ -196,14 +196,18 @@ class AlertEngine:
         unresolved incidents, plus any resolved within the rules' group_window if you
         want a quick relapse to reopen its incident rather than start a new one."""
         run = _Run(self.tenant_id, open_alerts, open_incidents, now)
+        matched, rules_for, open_now = self._matched, self._rules_for, run.alerts
         for sample in samples:
-            point_rules, absence_rules = self._rules_for(
-                sample.series_id, sample.name, sample.labels
-            )
-            ts = utc(sample.ts)
+            series_id = sample.series_id
+            found = matched.get(series_id) or rules_for(series_id, sample.name, sample.labels)
+            point_rules, absence_rules = found
+            if not point_rules and not absence_rules:
+                continue
+            ts = sample.ts if sample.ts.tzinfo is UTC else utc(sample.ts)
             for rule in point_rules:
                 cond = rule.breached(sample.value, sample.score)
-                if cond is None:
+                # The common case: nothing wrong and nothing open.
+                if cond is None or (not cond and (rule.id, series_id) not in open_now):
                     continue
                 self._observe(
                     run,

@@ -113,6 +113,8 @@ class AlertStateError(ValueError):
 
 def utc(at: datetime) -> datetime:
     """Aware UTC; Mongo hands back naive UTC datetimes unless the client is tz_aware."""
+    if at.tzinfo is UTC:
+        return at
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
