@@ -1,0 +1,1 @@
+"""Audio analysis: decoding, the torch feature frontend, loudness, quality, fingerprints."""
