@@ -628,3 +628,35 @@ def test_tick_resolves_alerts_of_a_removed_rule() -> None:
     ]
     assert [a.rule_name for a in ev.dropped_alerts] == ["removed"]
     assert [a.rule_name for a in tenant.open_alerts()] == ["kept"]
+
+
+def test_an_absence_resolved_by_hand_while_still_quiet_is_a_new_alert() -> None:
+    from tunelytics.domain.monitoring.alerting import SeriesPresence
+
+    r = rule(name="no streams", kind="absence", selector="streams", absent_for="10m")
+    tenant = Tenant(AlertEngine([r]))
+    quiet = [SeriesPresence("st", "streams", {"service": "player"}, minutes(0))]
+    first = tenant.store(tenant.engine.check_absence(quiet, [], [], minutes(11))).events[0].alert
+    tenant.store(tenant.engine.resolve(tenant.alerts[first.id], "ana", minutes(12)))
+    ev = tenant.store(tenant.engine.check_absence(quiet, tenant.open_alerts(), [], minutes(13)))
+    second = ev.events[0].alert
+    assert kinds(ev) == ["fired"] and second.id != first.id
+    assert second.started_at == first.started_at == minutes(10)
+    assert tenant.alerts[first.id].state is AlertState.RESOLVED
+
+
+def test_tick_heals_an_incident_whose_member_was_resolved_without_it() -> None:
+    tenant = Tenant(AlertEngine([two_series_rule()]))
+    a = tenant.feed(sample(0, 700, series="a")).changed_alerts[0]
+    tenant.feed(sample(0, 700, series="b"))
+    tenant.store(tenant.engine.resolve(tenant.alerts[a.id], "ana", minutes(1)))  # no incident
+    incident = tenant.incidents[a.incident_id or ""]
+    assert a.id in incident.members
+    ev = tenant.store(tenant.engine.tick(tenant.open_alerts(), tenant.open_incidents(), minutes(2)))
+    healed = tenant.incidents[a.incident_id or ""]
+    assert list(healed.members) != [] and a.id not in healed.members and healed.is_open
+    assert ev.changed_incidents
+    b = tenant.open_alerts()[0]
+    tenant.store(tenant.engine.resolve(b, "ana", minutes(3)))
+    tenant.store(tenant.engine.tick(tenant.open_alerts(), tenant.open_incidents(), minutes(4)))
+    assert tenant.incidents[a.incident_id or ""].state is IncidentState.RESOLVED

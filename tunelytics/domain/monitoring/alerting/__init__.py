@@ -35,7 +35,8 @@ Configuration
     dicts with "_id", "tenant_id" and aware UTC datetimes (naive ones read as UTC).
 
 State (alerts.py)
-    Alert               id = fingerprint + "-" + start ms; fingerprint = fingerprint(
+    Alert               id = fingerprint + "-" + ms when first seen (deterministic, so
+                        replicas agree); fingerprint = fingerprint(
                         rule_id, series_id, labels) (blake2b, stable across processes);
                         labels = series labels + rule labels + alertname + __name__
     Incident            group_key/group_labels, members (active alerts), severity (max),

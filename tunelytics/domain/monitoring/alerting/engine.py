@@ -262,7 +262,8 @@ class AlertEngine:
         """Time passing without points: re-notify firing alerts whose repeat_interval
         elapsed (or whose silence ended) and refresh priorities (duration counts in
         them); resolve alerts whose rule was deleted or disabled (Alertmanager resolves
-        alerts that stop arriving). Call it periodically (e.g. every 30 s)."""
+        alerts that stop arriving); drop incident members that are no longer open. Pass
+        all the tenant's open alerts. Call it periodically (e.g. every 30 s)."""
         run = _Run(self.tenant_id, open_alerts, open_incidents, now)
         for alert in list(run.alerts.values()):
             rule = self.rules.get(alert.rule_id)
@@ -273,6 +274,21 @@ class AlertEngine:
                     self._resolve(run, alert, run.now, None, reason="rule removed")
             elif alert.is_active:
                 self._update_active(run, rule, alert, run.now, None, None)
+        # Members that are no longer open (resolved without their incident at hand) leave;
+        # tick is given all open alerts, so anything else is stale.
+        for incident in run.incidents.values():
+            stale = [m for m in incident.members if m not in run.by_id]
+            if not stale or not incident.is_open:
+                continue
+            for alert_id in stale:
+                del incident.members[alert_id]
+            run.counts.pop(incident.id, None)
+            if incident.members:
+                _summarize(incident)
+            else:
+                incident.state = IncidentState.RESOLVED
+                incident.resolved_at = run.now
+            run.touch_incident(incident)
         return self._finish(run)
 
     def acknowledge(
@@ -296,8 +312,9 @@ class AlertEngine:
     def resolve(
         self, alert: Alert, by: str, now: datetime, incident: Incident | None = None
     ) -> Evaluation:
-        """Resolve by hand (pass its incident to update it). If the condition still holds,
-        the next point opens a new alert with the same fingerprint."""
+        """Resolve by hand. Pass its incident to update it (else the next tick does).
+        If the condition still holds, the next point opens a new alert with the same
+        fingerprint."""
         self._own(alert)
         if not alert.is_open:
             raise AlertStateError("the alert is already resolved")
@@ -394,7 +411,7 @@ class AlertEngine:
                 run.touch(alert)
             return
         if alert is None:
-            alert = self._new_alert(run, rule, series_id, name, labels, since or ts)
+            alert = self._new_alert(run, rule, series_id, name, labels, since or ts, ts)
         alert.last_true_at = ts
         alert.clear_points = 0
         alert.last_value, alert.last_score = value, score
@@ -420,10 +437,13 @@ class AlertEngine:
         name: str,
         labels: dict[str, str],
         started: datetime,
+        seen: datetime,
     ) -> Alert:
         fp, alert_labels = self._alert_identity(rule, series_id, name, labels)
         alert = Alert(
-            id=f"{fp}-{int(started.timestamp() * 1000)}",
+            # When it was first seen, not when it started: an absence resolved by hand
+            # while the series stays quiet starts again at the same time, as a new alert.
+            id=f"{fp}-{int(seen.timestamp() * 1000)}",
             tenant_id=rule.tenant_id,
             fingerprint=fp,
             rule_id=rule.id,
