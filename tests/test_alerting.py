@@ -660,3 +660,21 @@ def test_tick_heals_an_incident_whose_member_was_resolved_without_it() -> None:
     tenant.store(tenant.engine.resolve(b, "ana", minutes(3)))
     tenant.store(tenant.engine.tick(tenant.open_alerts(), tenant.open_incidents(), minutes(4)))
     assert tenant.incidents[a.incident_id or ""].state is IncidentState.RESOLVED
+
+
+def test_hostile_points_do_not_break_the_engine() -> None:
+    nan, inf = float("nan"), float("inf")
+    engine = AlertEngine(
+        [rule(), rule(name="anomaly", kind="anomaly", selector="api_latency_ms", min_score=0.9)]
+    )
+    ev = engine.evaluate(
+        [sample(0, nan, nan), sample(1, -inf, None), sample(2, inf, 1.0), sample(3, 1e308, inf)],
+        [],
+        [],
+        T0,
+    )
+    fired = [e.alert for e in ev.events if e.kind.value == "fired"]
+    assert sorted(a.rule_name for a in fired) == ["anomaly", "latency high"]
+    assert all(0.0 <= a.priority <= 1.0 and a.strength == 1.0 for a in fired)
+    doc = fired[0].to_document()
+    assert Alert.from_document(doc).priority == fired[0].priority
