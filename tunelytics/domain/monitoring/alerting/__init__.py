@@ -22,13 +22,16 @@ Vocabulary (model.py)
 
 Configuration
     Selector.parse('name{label="v", other=~"re"}' | {name, matchers: [...]})
-    Matcher.of(label, op, value), ops = != =~ !~ (anchored regex, missing label = "")
+    Matcher.of(label, op, value), ops = != =~ !~ (anchored regex, missing label = "";
+                        silences and inhibition also see a `severity` label)
     Rule.from_input(tenant_id, data, rule_id=None) -> Rule   (raises RuleValidationError)
         data keys: name, kind, selector, severity, labels, for, repeat_interval,
         resolve_after, resolve_points, min_score (anomaly), op + threshold (threshold),
         absent_for (absence), group_by, group_window, business_weight, weight_label,
-        escalate_at + escalate_to, summary, enabled
+        escalate_at + escalate_to, summary, enabled. Without an id, the id hashes
+        tenant and name (so names should be unique per tenant).
     Silence.from_input(tenant_id, {matchers, starts_at, ends_at, created_by, comment})
+                        .is_active(now), .status(now): pending | active | expired
     InhibitRule(source_matchers, target_matchers, equal); DEFAULT_INHIBITIONS
         (critical mutes warning/info on the same service; warning mutes info)
     Every Rule, Alert, Incident, Silence has to_document() / from_document(doc): plain
@@ -55,7 +58,8 @@ returns what changed:
                 tenant_id=None)   one tenant per engine; others' state is ignored
     .evaluate(samples, open_alerts, open_incidents, now) -> Evaluation
     .check_absence(presences, open_alerts, open_incidents, now) -> Evaluation
-    .tick(open_alerts, open_incidents, now) -> Evaluation     repeats, duration escalation
+    .tick(open_alerts, open_incidents, now) -> Evaluation     repeats, priorities, removed
+                        rules, stale incident members (pass ALL open alerts)
     .acknowledge(alert, by, now, incident=None) -> Evaluation
     .resolve(alert, by, now, incident=None) -> Evaluation
     .record_feedback(alert, "useful" | "noise", by, now) -> Alert   (teaches noise_model)
