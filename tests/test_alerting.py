@@ -455,6 +455,7 @@ def test_a_critical_alert_inhibits_lesser_ones_on_the_same_service() -> None:
 
 def test_custom_inhibition_rules_use_their_equal_labels() -> None:
     inhibit = alerting.InhibitRule.parse('alertname="dc down"', 'alertname!="dc down"', ("dc",))
+    assert alerting.InhibitRule.from_document(inhibit.to_document()) == inhibit
     engine = AlertEngine(
         [rule(name="dc down", selector="up", op="<", threshold=1), rule(selector="api_latency_ms")],
         inhibitions=[inhibit],

@@ -148,6 +148,21 @@ class InhibitRule:
     def parse(cls, source: str, target: str, equal: tuple[str, ...] = ("service",)) -> InhibitRule:
         return cls(parse_matchers(source), parse_matchers(target), equal)
 
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "source_matchers": [m.to_document() for m in self.source_matchers],
+            "target_matchers": [m.to_document() for m in self.target_matchers],
+            "equal": list(self.equal),
+        }
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> InhibitRule:
+        return cls(
+            parse_matchers(doc["source_matchers"]),
+            parse_matchers(doc["target_matchers"]),
+            tuple(doc.get("equal", ("service",))),
+        )
+
 
 DEFAULT_INHIBITIONS: tuple[InhibitRule, ...] = (
     InhibitRule.parse('severity="critical"', 'severity=~"warning|info"'),
