@@ -205,7 +205,27 @@ class MonitoringService:
         if not missing:
             return refused
         await self.series.ensure(tenant_id, missing)
+        # Series never owned before (most, in a growing fleet) are created in one write,
+        # and have nothing stored yet to catch up on.
+        known = await self.checkpoints.existing(tenant_id, [k.id for k in missing])
+        fresh = [k for k in missing if k.id not in known]
+        created = await self.checkpoints.create_many(
+            tenant_id, [k.id for k in fresh], self.owner, now, self.settings.lease_ms
+        )
+        for key in fresh:
+            if key.id in created:
+                self.owned[(tenant_id, key.id)] = OwnedSeries(
+                    key=key,
+                    detector=SeriesDetector(),
+                    version=0,
+                    lease_until=now + self.settings.lease_ms,
+                    last_at=None,
+                )
+            else:
+                known.add(key.id)
         for key in missing:
+            if key.id not in known:
+                continue
             checkpoint = await self.checkpoints.acquire(
                 tenant_id, key.id, self.owner, now, self.settings.lease_ms
             )

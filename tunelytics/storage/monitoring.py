@@ -247,6 +247,33 @@ class CheckpointRepository:
             return None
         return Checkpoint(0, owner, now_ms + lease_ms, None, None)
 
+    async def existing(self, tenant_id: str, series: list[str]) -> set[str]:
+        """Which of these series have a checkpoint document (i.e. were ever owned)."""
+        cursor = self.collection.find(keyed(tenant_id, series), {"series_id": 1})
+        return {doc["series_id"] async for doc in cursor}
+
+    async def create_many(
+        self, tenant_id: str, series: list[str], owner: str, now_ms: int, lease_ms: int
+    ) -> set[str]:
+        """Create the checkpoints of new series, leased to `owner`, in one write; returns
+        those created here (another replica may have created some first)."""
+        if not series:
+            return set()
+        docs = [
+            {"_id": document_key(tenant_id, sid), "tenant_id": tenant_id, "series_id": sid,
+             "version": 0, "owner": owner, "lease_until": now_ms + lease_ms}
+            for sid in series
+        ]  # fmt: skip
+        try:
+            await self.collection.insert_many(docs, ordered=False)
+        except BulkWriteError as error:
+            errors = error.details["writeErrors"]
+            if any(e["code"] != 11000 for e in errors):
+                raise
+            failed = {e["index"] for e in errors}
+            return {sid for i, sid in enumerate(series) if i not in failed}
+        return set(series)
+
     async def save(
         self,
         tenant_id: str,

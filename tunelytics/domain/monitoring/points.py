@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import math
@@ -123,11 +124,25 @@ def finite_value(raw: object) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _check_series(draft: PointDraft) -> tuple[str, str] | None:
-    """(field, message) of the first rule the series' name or labels break."""
-    if not NAME.fullmatch(draft.name):
+def _check_series(draft: PointDraft) -> tuple[str, str] | SeriesKey:
+    """The point's series, or (field, message) of the first rule its name or labels
+    break. Batches repeat the same few series: the answer is cached by name and labels."""
+    labels = draft.labels if isinstance(draft.labels, tuple) else tuple(_pairs(draft.labels))
+    try:
+        return _series_of(draft.name, labels)
+    except TypeError:  # unhashable labels: not worth caching
+        return _series_of.__wrapped__(draft.name, labels)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _series_of(name: str, labels: tuple[tuple[str, str], ...]) -> tuple[str, str] | SeriesKey:
+    problem = _series_problem(name, labels)
+    return problem if problem is not None else series_key(name, labels)
+
+
+def _series_problem(name: str, pairs: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    if not NAME.fullmatch(name):
         return "name", "must match [a-zA-Z_:][a-zA-Z0-9_:.]* and be at most 128 characters"
-    pairs = _pairs(draft.labels)
     if len(pairs) > MAX_LABELS:
         return "labels", f"at most {MAX_LABELS} labels"
     if len({key for key, _ in pairs}) != len(pairs):
@@ -155,10 +170,10 @@ def plan_batch(
     newest = dict(last_at)
     oldest_allowed = now_ms - retention_days * DAY_MS
     for index, draft in enumerate(drafts):
-        problem = _check_series(draft)
-        if problem is not None:
-            reason = Reason.INVALID_NAME if problem[0] == "name" else Reason.INVALID_LABEL
-            plan.rejected.append(PointRejection(index, problem[0], reason, problem[1]))
+        key = _check_series(draft)
+        if not isinstance(key, SeriesKey):
+            reason = Reason.INVALID_NAME if key[0] == "name" else Reason.INVALID_LABEL
+            plan.rejected.append(PointRejection(index, key[0], reason, key[1]))
             continue
         value = finite_value(draft.value)
         if value is None:
@@ -183,7 +198,6 @@ def plan_batch(
                 )
             )
             continue
-        key = series_key(draft.name, draft.labels)
         previous = newest.get(key.id)
         if previous is not None and draft.at_ms <= previous:
             same = draft.at_ms == previous

@@ -1,0 +1,300 @@
+"""Metric ingestion end to end: sustained points/s through `ingestMetrics` on the real
+server (embedded nx-27017, detection and an anomaly rule on every series), and the alert
+latency from the ingest call to the event on a WebSocket subscription.
+
+Side by side, in the same run and on the same points: the two halves of the pipeline on
+their own, the baselines that bound it:
+  * storage: PyMongo `insert_many` of the same point documents (the database's ceiling);
+  * detector: `SeriesDetector` scoring the same values in this process (one core).
+CPU seconds of the server and of nx-27017 during the run say which side is the bottleneck.
+
+    .venv/bin/python benchmarks/ingest.py --batches 40 --series 200 --probes 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import websockets
+from websockets.typing import Subprotocol
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.harness import (
+    TENANT,
+    RealServerConfig,
+    cpu_seconds,
+    embedded_mongo,
+    machine_report,
+    new_secret,
+    percentile,
+    real_server,
+    running,
+    table,
+    token,
+)
+from tunelytics.domain.auth import Role
+from tunelytics.domain.monitoring.detector import SeriesDetector
+from tunelytics.domain.monitoring.points import series_id
+from tunelytics.domain.tenancy import Tenant
+from tunelytics.storage import connect
+from tunelytics.storage.monitoring import point_key
+
+INGEST = """mutation($points: [MetricPointInput!]!) { ingestMetrics(points: $points) {
+  stored rejected { index reason } } }"""
+RULE = """mutation($rule: AlertRuleInput!) { createAlertRule(rule: $rule) { id } }"""
+SUBSCRIBE = "subscription { alerts(minSeverity: INFO) { kind alert { id } } }"
+
+
+def make_batches(
+    n_batches: int, n_series: int, batch: int, start: datetime
+) -> list[list[dict[str, Any]]]:
+    """Batches of `batch` points over `n_series` series, each series in time order."""
+    rng = np.random.default_rng(5)
+    per = batch // n_series
+    out = []
+    for b in range(n_batches):
+        points = []
+        for s in range(n_series):
+            for k in range(per):
+                step = b * per + k
+                at = start + timedelta(seconds=60 * step)
+                value = 100 + 10 * np.sin(step / 30 + s) + rng.normal(0, 1)
+                points.append(
+                    {
+                        "series": "bench_metric",
+                        "labels": [{"name": "series", "value": f"s{s}"}],
+                        "timestamp": at.isoformat(),
+                        "value": round(float(value), 3),
+                    }
+                )
+        out.append(points)
+    return out
+
+
+async def ingest_run(url: str, tok: str, batches: list[list[dict[str, Any]]]) -> float:
+    async with httpx.AsyncClient(timeout=120) as client:
+        headers = {"authorization": f"Bearer {tok}"}
+        started = time.perf_counter()
+        for points in batches:
+            response = await client.post(
+                url, json={"query": INGEST, "variables": {"points": points}}, headers=headers
+            )
+            body = response.json()
+            assert "errors" not in body, body
+            assert body["data"]["ingestMetrics"]["rejected"] == [], body
+        return time.perf_counter() - started
+
+
+async def latency_run(ws_url: str, url: str, tok: str, probes: int, batch: int) -> list[float]:
+    """Each probe: a batch of `batch - 3` ordinary points and three of the probe series,
+    the last over a threshold; the time from sending it to the FIRED event arriving."""
+    latencies: list[float] = []
+    async with (
+        httpx.AsyncClient(timeout=60) as client,
+        websockets.connect(ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws,
+    ):
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": tok}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}))
+        await asyncio.sleep(0.5)
+        base = datetime.now(UTC) - timedelta(days=3)
+        headers = {"authorization": f"Bearer {tok}"}
+        background = batch - 3
+        for probe in range(probes + 1):
+            points = [
+                {
+                    "series": "probe_background",
+                    "labels": [{"name": "k", "value": f"b{i % 100}"}],
+                    "timestamp": (base + timedelta(minutes=probe * background + i)).isoformat(),
+                    "value": 1.0,
+                }
+                for i in range(background)
+            ]
+            # Two points back to normal (the previous alert resolves), then one over the
+            # threshold: a new alert fires.
+            for k, value in enumerate((1.0, 1.0, 1e6)):
+                at = base + timedelta(days=1, minutes=3 * probe + k)
+                points.append(
+                    {
+                        "series": "probe_latency",
+                        "labels": [{"name": "probe", "value": "p"}],
+                        "timestamp": at.isoformat(),
+                        "value": value,
+                    }
+                )
+            sent = time.perf_counter()
+            await client.post(
+                url, json={"query": INGEST, "variables": {"points": points}}, headers=headers
+            )
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if message["payload"]["data"]["alerts"]["kind"] == "FIRED":
+                    break
+            if probe > 0:  # the first one warms up the path
+                latencies.append(time.perf_counter() - sent)
+    return latencies
+
+
+async def storage_baseline(mongo_url: str, batches: list[list[dict[str, Any]]]) -> float:
+    storage = connect(mongo_url, "ingest_baseline")
+    collection = storage.db["metric_points"]
+    docs_batches = []
+    for points in batches:
+        docs = []
+        for p in points:
+            labels = {lb["name"]: lb["value"] for lb in p["labels"]}
+            sid = series_id(p["series"], labels)
+            at = int(datetime.fromisoformat(p["timestamp"]).timestamp() * 1000)
+            docs.append(
+                {
+                    "_id": point_key("baseline", sid, at),
+                    "tenant_id": "baseline",
+                    "series_id": sid,
+                    "t": at,
+                    "v": p["value"],
+                    "s": 0.0,
+                    "expire_at": datetime.fromtimestamp(at / 1000, UTC) + timedelta(days=30),
+                }
+            )
+        docs_batches.append(docs)
+    started = time.perf_counter()
+    for docs in docs_batches:
+        await collection.insert_many(docs, ordered=False)
+    took = time.perf_counter() - started
+    await storage.client.drop_database("ingest_baseline")
+    await storage.close()
+    return took
+
+
+def detector_baseline(batches: list[list[dict[str, Any]]]) -> float:
+    detectors: dict[str, SeriesDetector] = {}
+    rows = [
+        (p["labels"][0]["value"], datetime.fromisoformat(p["timestamp"]).timestamp(), p["value"])
+        for points in batches
+        for p in points
+    ]
+    started = time.perf_counter()
+    for key, at, value in rows:
+        detector = detectors.get(key)
+        if detector is None:
+            detector = detectors[key] = SeriesDetector()
+        detector.score_one(value, at)
+    return time.perf_counter() - started
+
+
+async def register(mongo_url: str, database: str) -> None:
+    storage = connect(mongo_url, database)
+    await storage.ensure_indexes()
+    await storage.tenants.create(Tenant(id=TENANT, name="Benchmark"))
+    await storage.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--series", type=int, default=200)
+    parser.add_argument("--probes", type=int, default=30)
+    args = parser.parse_args()
+    print("\n".join(machine_report(sys.argv)))
+    secret = new_secret()
+    admin = token(secret, Role.ADMIN)
+    start = datetime.now(UTC) - timedelta(days=25)
+    batches = make_batches(args.batches, args.series, args.batch, start)
+    total = sum(len(b) for b in batches)
+    with tempfile.TemporaryDirectory() as work, embedded_mongo(Path(work)) as mongo:
+        from benchmarks.harness import DATABASE
+
+        asyncio.run(register(mongo.url, DATABASE))
+        server = real_server(RealServerConfig(mongo.url, secret, "WARNING"), Path(work))
+        with running(server):
+            rule = {"name": "bench anomaly", "kind": "ANOMALY", "selector": "bench_metric",
+                    "minScore": 0.99}  # fmt: skip
+            probe_rule = {"name": "probe", "kind": "THRESHOLD", "selector": "probe_latency",
+                          "op": ">", "threshold": 1000.0}  # fmt: skip
+            for r in (rule, probe_rule):
+                response = httpx.post(
+                    server.graphql_url,
+                    json={"query": RULE, "variables": {"rule": r}},
+                    headers={"authorization": f"Bearer {admin}"},
+                )
+                assert "errors" not in response.json(), response.text
+            assert mongo.process is not None
+            cpu_before = (cpu_seconds(server.pid), cpu_seconds(mongo.process.pid))
+            took = asyncio.run(ingest_run(server.graphql_url, admin, batches))
+            cpu_after = (cpu_seconds(server.pid), cpu_seconds(mongo.process.pid))
+            latencies = sorted(
+                asyncio.run(
+                    latency_run(server.ws_url, server.graphql_url, admin, args.probes, args.batch)
+                )
+            )
+        storage_took = asyncio.run(storage_baseline(mongo.url, batches))
+    detector_took = detector_baseline(batches)
+    server_cpu = cpu_after[0] - cpu_before[0]
+    mongo_cpu = cpu_after[1] - cpu_before[1]
+    print()
+    print(
+        table(
+            ["path", "points", "seconds", "points/s"],
+            [
+                [
+                    "ingestMetrics (GraphQL, detection + alert rule)",
+                    total,
+                    f"{took:.2f}",
+                    f"{total / took:,.0f}",
+                ],
+                [
+                    "baseline: PyMongo insert_many of the same documents",
+                    total,
+                    f"{storage_took:.2f}",
+                    f"{total / storage_took:,.0f}",
+                ],
+                [
+                    "baseline: SeriesDetector.score_one alone (1 core)",
+                    total,
+                    f"{detector_took:.2f}",
+                    f"{total / detector_took:,.0f}",
+                ],
+            ],
+        )
+    )
+    print()
+    print(
+        table(
+            ["during ingestMetrics", "CPU s", "share of wall time"],
+            [
+                ["server process", f"{server_cpu:.1f}", f"{server_cpu / took:.0%}"],
+                ["nx-27017", f"{mongo_cpu:.1f}", f"{mongo_cpu / took:.0%}"],
+            ],
+        )
+    )
+    print()
+    print(
+        table(
+            ["alert latency, ingest call -> WS event", "probes", "p50 ms", "p99 ms", "max ms"],
+            [
+                [
+                    f"batch of {args.batch}, 1 point over a threshold",
+                    len(latencies),
+                    f"{percentile(latencies, 50) * 1000:.0f}",
+                    f"{percentile(latencies, 99) * 1000:.0f}",
+                    f"{latencies[-1] * 1000:.0f}",
+                ]
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
