@@ -40,6 +40,7 @@ from tunelytics.schema.inputs import (
     TrackOrderBy,
 )
 from tunelytics.schema.monitoring import MonitoringMutation, MonitoringQuery
+from tunelytics.schema.predict import PredictQuery
 from tunelytics.schema.types import (
     Artist,
     Listen,
@@ -58,7 +59,7 @@ CtxInfo = Info[Context, None]
 
 
 @strawberry.type
-class Query(MonitoringQuery, AlertQueryRoot):
+class Query(MonitoringQuery, AlertQueryRoot, PredictQuery):
     @strawberry.field(description="Who you are: your tenant and roles.")
     def viewer(self, info: CtxInfo) -> Viewer:
         return Viewer.of(info.context.principal)

@@ -36,6 +36,17 @@ INDEXES: dict[str, list[IndexModel]] = {
         # Only the access paths the API serves: each index slows the biggest write path.
         IndexModel([("tenant_id", ASCENDING), ("listener_id", ASCENDING), ("seq", DESCENDING)]),
     ],
+    "predictions": [
+        IndexModel([("tenant_id", ASCENDING), ("created_at", DESCENDING)]),
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("kind", ASCENDING),
+                ("subject", ASCENDING),
+                ("created_at", DESCENDING),
+            ]
+        ),
+    ],
 }
 
 

@@ -1,0 +1,106 @@
+"""Forecasts of business and metric series: checks, tenancy, storage, error mapping.
+
+Forecasting computes and stores a prediction: analysts and admins (Permission.TRAIN, like
+every model the product fits). Reading stored predictions is Permission.READ: viewers too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime
+
+from strawberry import Info
+
+from tunelytics.domain.auth import Permission
+from tunelytics.domain.predict import NotEnoughData, forecast
+from tunelytics.domain.predict.business import (
+    FORECASTER_VERSION,
+    HISTORY,
+    STEP,
+    Prediction,
+    SeriesKind,
+    SeriesRef,
+    counted_series,
+    points_series,
+)
+from tunelytics.domain.predict.forecast import Forecast, forecast_regular
+from tunelytics.resolvers.context import Context
+from tunelytics.resolvers.errors import BadUserInput, NotFound
+from tunelytics.storage.predictions import ListenSeriesRepository, PredictionRepository
+
+CtxInfo = Info[Context, None]
+MAX_HORIZON = 1_000
+MAX_METRIC_POINTS = 20_000
+MAX_STORED_PAGE = 100
+
+
+async def forecast_series(info: CtxInfo, ref: SeriesRef, horizon: int, level: float) -> Prediction:
+    principal = info.context.authorize(Permission.TRAIN)
+    tenant = principal.tenant_id
+    if not 1 <= horizon <= MAX_HORIZON:
+        raise BadUserInput(f"horizon: between 1 and {MAX_HORIZON} steps")
+    if not (math.isfinite(level) and 0.5 <= level < 1):
+        raise BadUserInput("interval: a coverage level from 0.5 up to (not including) 1")
+    levels = tuple(sorted({level, 0.8, 0.95}))
+    try:
+        if ref.kind is SeriesKind.METRIC:
+            result = await _metric_forecast(info, tenant, ref, horizon, levels)
+        else:
+            result = await _listen_forecast(info, tenant, ref, horizon, levels)
+    except NotEnoughData as error:
+        raise BadUserInput(f"not enough data: {error}", reason="NOT_ENOUGH_DATA") from None
+    store = PredictionRepository(info.context.storage.db)
+    return await store.insert(tenant, ref.kind, ref.subject, level, result, _version(result))
+
+
+def _version(result: Forecast) -> str:
+    return f"{FORECASTER_VERSION}/{result.model}"
+
+
+async def _listen_forecast(
+    info: CtxInfo, tenant: str, ref: SeriesRef, horizon: int, levels: tuple[float, ...]
+) -> Forecast:
+    loaders = info.context.loaders
+    track_ids: list[str] | None = None
+    if ref.track_id is not None:
+        await loaders.track.require(ref.track_id, "track")
+        track_ids = [ref.track_id]
+    elif ref.artist_id is not None:
+        await loaders.artist.require(ref.artist_id, "artist")
+        track_ids = [t.id for t in await loaders.tracks_by_artist.load(ref.artist_id)]
+    step = STEP[ref.kind]
+    since = datetime.now(UTC) - HISTORY[ref.kind]
+    repo = ListenSeriesRepository(info.context.storage.db)
+    count = repo.streams if ref.kind is SeriesKind.STREAMS else repo.active_listeners
+    counts = await count(tenant, step, since, track_ids) if track_ids != [] else {}
+    series = counted_series(counts, step)
+    # CPU-bound for up to a few hundred ms: off the event loop.
+    return await asyncio.to_thread(forecast_regular, series, horizon, levels)
+
+
+async def _metric_forecast(
+    info: CtxInfo, tenant: str, ref: SeriesRef, horizon: int, levels: tuple[float, ...]
+) -> Forecast:
+    # Read-only use of the monitoring issue's store (storage/monitoring.py).
+    from tunelytics.storage.monitoring import monitoring_store
+
+    assert ref.series_id is not None
+    store = monitoring_store(info.context.storage.db)
+    found = await store.series.by_ids(tenant, [ref.series_id])
+    if ref.series_id not in found:
+        raise NotFound(f"metric series {ref.series_id} not found")
+    points = await store.points.between(tenant, ref.series_id, 0, 10**13 - 1, MAX_METRIC_POINTS)
+    times, values = points_series([p.at_ms for p in points], [p.value for p in points])
+    return await asyncio.to_thread(forecast, times, values, horizon, levels)
+
+
+async def stored_predictions(
+    info: CtxInfo, ref: SeriesRef | None, kind: SeriesKind | None, first: int
+) -> list[Prediction]:
+    principal = info.context.authorize(Permission.READ)
+    if not 1 <= first <= MAX_STORED_PAGE:
+        raise BadUserInput(f"first: between 1 and {MAX_STORED_PAGE}")
+    store = PredictionRepository(info.context.storage.db)
+    subject = ref.subject if ref is not None else None
+    return await store.recent(principal.tenant_id, ref.kind if ref else kind, subject, first)

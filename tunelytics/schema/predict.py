@@ -1,0 +1,153 @@
+"""GraphQL types and root fields of forecasts (issue 6)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+from strawberry import Info
+
+from tunelytics.domain.predict.business import Prediction, SeriesKind, SeriesRef
+from tunelytics.resolvers import predict as resolvers
+from tunelytics.resolvers.context import Context
+from tunelytics.resolvers.errors import BadUserInput
+
+CtxInfo = Info[Context, None]
+
+
+@strawberry.enum(description="A series the product counts from listens.")
+class BusinessSeriesKind(Enum):
+    STREAMS = "STREAMS"
+    ACTIVE_LISTENERS = "ACTIVE_LISTENERS"
+
+
+@strawberry.enum
+class PredictionKind(Enum):
+    STREAMS = "STREAMS"
+    ACTIVE_LISTENERS = "ACTIVE_LISTENERS"
+    METRIC = "METRIC"
+
+
+@strawberry.input(
+    description="Streams per hour or active listeners per day; of the tenant, or of one "
+    "artist or track (streams only)."
+)
+class BusinessSeriesInput:
+    kind: BusinessSeriesKind
+    artist_id: strawberry.ID | None = None
+    track_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class ForecastPoint:
+    at: datetime
+    mean: float
+    lower: float
+    upper: float
+
+
+@strawberry.type
+class ForecastBacktest:
+    origins: int = strawberry.field(description="Rolling origins the model was tested on.")
+    mae: float
+    mase: float | None = strawberry.field(
+        description="MAE over the in-sample seasonal-naive error; null on a constant history."
+    )
+    coverage: float | None = strawberry.field(
+        description="Share of held-out backtest values inside the interval at `level`."
+    )
+
+
+@strawberry.type
+class Forecast:
+    id: strawberry.ID
+    kind: PredictionKind
+    subject: str = strawberry.field(
+        description='"tenant", "artist:<id>", "track:<id>" or "metric:<id>".'
+    )
+    step_seconds: float
+    level: float
+    model: str = strawberry.field(description="The model the backtest chose for this series.")
+    model_version: str
+    points: list[ForecastPoint]
+    backtest: ForecastBacktest
+    created_at: datetime
+
+    @staticmethod
+    def of(p: Prediction) -> Forecast:
+        f = p.forecast
+        band = next((i for i in f.intervals if abs(i.level - p.level) < 1e-9), f.intervals[0])
+        coverage = f.backtest.coverage.get(band.level)
+        return Forecast(
+            id=strawberry.ID(p.id),
+            kind=PredictionKind[p.kind.name],
+            subject=p.subject,
+            step_seconds=f.step.total_seconds(),
+            level=band.level,
+            model=f.model,
+            model_version=p.model_version,
+            points=[
+                ForecastPoint(at=t, mean=float(m), lower=float(lo), upper=float(hi))
+                for t, m, lo, hi in zip(f.timestamps, f.mean, band.lower, band.upper, strict=True)
+            ],
+            backtest=ForecastBacktest(
+                origins=f.backtest.origins,
+                mae=f.backtest.mae,
+                mase=f.backtest.mase,
+                coverage=coverage if coverage is not None and coverage == coverage else None,
+            ),
+            created_at=p.created_at,
+        )
+
+
+def _ref(series: BusinessSeriesInput | None, series_id: strawberry.ID | None) -> SeriesRef:
+    if (series is None) == (series_id is None):
+        raise BadUserInput("give exactly one of `series` (a business series) or `seriesId`")
+    if series_id is not None:
+        return SeriesRef(SeriesKind.METRIC, series_id=str(series_id))
+    assert series is not None
+    if series.artist_id is not None and series.track_id is not None:
+        raise BadUserInput("series: give artistId or trackId, not both")
+    kind = SeriesKind[series.kind.name]
+    if kind is SeriesKind.ACTIVE_LISTENERS and (series.artist_id or series.track_id):
+        raise BadUserInput("series: ACTIVE_LISTENERS is counted over the whole tenant only")
+    return SeriesRef(
+        kind,
+        artist_id=str(series.artist_id) if series.artist_id is not None else None,
+        track_id=str(series.track_id) if series.track_id is not None else None,
+    )
+
+
+@strawberry.type
+class PredictQuery:
+    @strawberry.field(
+        description="Forecast a series `horizon` steps ahead at its own resolution (hours for "
+        "streams, days for active listeners, the sampling interval of a metric series), "
+        "with the model chosen by backtest; the forecast is stored. Analysts and admins."
+    )
+    async def forecast(
+        self,
+        info: CtxInfo,
+        horizon: int,
+        series: BusinessSeriesInput | None = None,
+        series_id: strawberry.ID | None = None,
+        interval: float = 0.8,
+    ) -> Forecast:
+        ref = _ref(series, series_id)
+        return Forecast.of(await resolvers.forecast_series(info, ref, horizon, interval))
+
+    @strawberry.field(description="Stored forecasts, newest first; of one series if given.")
+    async def predictions(
+        self,
+        info: CtxInfo,
+        kind: PredictionKind | None = None,
+        series: BusinessSeriesInput | None = None,
+        series_id: strawberry.ID | None = None,
+        first: int = 20,
+    ) -> list[Forecast]:
+        ref = _ref(series, series_id) if series is not None or series_id is not None else None
+        stored = await resolvers.stored_predictions(
+            info, ref, SeriesKind[kind.name] if kind is not None else None, first
+        )
+        return [Forecast.of(p) for p in stored]

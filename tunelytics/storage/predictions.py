@@ -1,0 +1,173 @@
+"""Business series counted from listens on the database, and stored predictions.
+
+Buckets are `$dateToString` keys (hour `%Y-%m-%dT%H`, day `%Y-%m-%d`, always UTC), parsed
+back here: correct on MongoDB and on nx-27017, where `$dateTrunc` keys come back as text
+and `$toLong` of a date is null, so an epoch-millisecond bucket cannot be computed in the
+pipeline (docs/mongodb-compat.md, e, e6). The history window is a `seq` range (a string
+that sorts like the listen time), not a date comparison (g, h).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from bson import ObjectId
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tunelytics.domain.predict.business import Prediction, SeriesKind
+from tunelytics.domain.predict.forecast import Backtest, Forecast, Interval
+from tunelytics.storage.listening import EPOCH
+from tunelytics.storage.scope import tenant_scope
+
+Document = dict[str, Any]
+FORMATS = {timedelta(hours=1): "%Y-%m-%dT%H", timedelta(days=1): "%Y-%m-%d"}
+
+
+def _since(moment: datetime) -> str:
+    millis = (moment - EPOCH) // timedelta(milliseconds=1)
+    return f"{max(millis, 0):013d}"
+
+
+class ListenSeriesRepository:
+    """Streams and active listeners per bucket, counted by the database."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.listens = db["listens"]
+        self.tracks = db["tracks"]
+
+    async def track_ids_of_artist(self, tenant_id: str, artist_id: str) -> list[str]:
+        query = tenant_scope(tenant_id, artist_id={"$eq": artist_id})
+        return [doc["id"] async for doc in self.tracks.find(query, {"id": 1, "_id": 0})]
+
+    async def streams(
+        self, tenant_id: str, step: timedelta, since: datetime, track_ids: list[str] | None
+    ) -> dict[datetime, int]:
+        match = self._match(tenant_id, since, track_ids)
+        pipeline = [{"$match": match}, {"$group": {"_id": self._bucket(step), "n": {"$sum": 1}}}]
+        return {
+            self._parse(doc["_id"], step): int(doc["n"])
+            async for doc in await self.listens.aggregate(pipeline)
+        }
+
+    async def active_listeners(
+        self, tenant_id: str, step: timedelta, since: datetime, track_ids: list[str] | None
+    ) -> dict[datetime, int]:
+        match = self._match(tenant_id, since, track_ids)
+        # $addToSet rather than a compound (bucket, listener) key: the emulator does not
+        # evaluate expressions inside a compound group key (e3).
+        group = {"_id": self._bucket(step), "who": {"$addToSet": "$listener_id"}}
+        return {
+            self._parse(doc["_id"], step): len(doc["who"])
+            async for doc in await self.listens.aggregate([{"$match": match}, {"$group": group}])
+        }
+
+    @staticmethod
+    def _match(tenant_id: str, since: datetime, track_ids: list[str] | None) -> Document:
+        match = tenant_scope(tenant_id, seq={"$gte": _since(since)})
+        if track_ids is not None:
+            match["track_id"] = {"$in": track_ids}
+        return match
+
+    @staticmethod
+    def _bucket(step: timedelta) -> Document:
+        return {"$dateToString": {"date": "$ts", "format": FORMATS[step]}}
+
+    @staticmethod
+    def _parse(key: str, step: timedelta) -> datetime:
+        return datetime.strptime(key, FORMATS[step]).replace(tzinfo=UTC)
+
+
+class PredictionRepository:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.collection = db["predictions"]
+
+    async def insert(
+        self,
+        tenant_id: str,
+        kind: SeriesKind,
+        subject: str,
+        level: float,
+        forecast: Forecast,
+        model_version: str,
+    ) -> Prediction:
+        oid = ObjectId()
+        now = datetime.now(UTC)
+        doc = {
+            "_id": oid,
+            "tenant_id": tenant_id,
+            "kind": kind.value,
+            "subject": subject,
+            "horizon": len(forecast.mean),
+            "level": level,
+            "step_seconds": forecast.step.total_seconds(),
+            "timestamps": forecast.timestamps,
+            "values": [float(v) for v in forecast.mean],
+            "intervals": [
+                {
+                    "level": i.level,
+                    "lower": [float(v) for v in i.lower],
+                    "upper": [float(v) for v in i.upper],
+                }
+                for i in forecast.intervals
+            ],
+            "model": forecast.model,
+            "model_version": model_version,
+            "backtest": {
+                "origins": forecast.backtest.origins,
+                "mae": forecast.backtest.mae,
+                "mase": forecast.backtest.mase,
+                # Mongo keys are strings: coverage per level as pairs.
+                "coverage": [[k, v] for k, v in forecast.backtest.coverage.items()],
+            },
+            "created_at": now,
+        }
+        await self.collection.insert_one(doc)
+        return _prediction(doc)
+
+    async def recent(
+        self, tenant_id: str, kind: SeriesKind | None, subject: str | None, first: int
+    ) -> list[Prediction]:
+        query = tenant_scope(tenant_id)
+        if kind is not None:
+            query["kind"] = {"$eq": kind.value}
+        if subject is not None:
+            query["subject"] = {"$eq": subject}
+        docs = (
+            await self.collection.find(query)
+            .sort([("created_at", -1), ("_id", -1)])
+            .limit(first)
+            .to_list()
+        )
+        return [_prediction(doc) for doc in docs if doc["tenant_id"] == tenant_id]
+
+
+def _prediction(doc: Document) -> Prediction:
+    backtest = doc["backtest"]
+    forecast = Forecast(
+        timestamps=[t if t.tzinfo else t.replace(tzinfo=UTC) for t in doc["timestamps"]],
+        mean=np.array(doc["values"]),
+        intervals=[
+            Interval(i["level"], np.array(i["lower"]), np.array(i["upper"]))
+            for i in doc["intervals"]
+        ],
+        model=doc["model"],
+        step=timedelta(seconds=doc["step_seconds"]),
+        backtest=Backtest(
+            origins=backtest["origins"],
+            mae=backtest["mae"],
+            mase=backtest["mase"],
+            coverage={float(k): float(v) for k, v in backtest["coverage"]},
+        ),
+    )
+    return Prediction(
+        id=str(doc["_id"]),
+        kind=SeriesKind(doc["kind"]),
+        subject=doc["subject"],
+        horizon=doc["horizon"],
+        level=doc["level"],
+        forecast=forecast,
+        model_version=doc["model_version"],
+        created_at=doc["created_at"],
+    )
