@@ -683,3 +683,39 @@ async def test_batched_lookups_by_id_in(db: AsyncDatabase[Document]) -> None:
     assert sorted(found) == ["000", "010", "036"]
     assert found["010"] == tracks[10]
     assert sorted(await repo.by_ids("t2", ["000", "010"])) == ["000"]
+
+
+async def test_date_to_long_and_compound_date_keys(
+    db: AsyncDatabase[Document], db_server: Server
+) -> None:
+    """storage/predictions.py counts listens per hour/day: `$dateToString` keys, distinct
+    listeners by `$addToSet`, the history window as a `seq` string range."""
+    base = datetime(2024, 3, 5, 10, 30, tzinfo=UTC)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    docs = [
+        {"_id": i, "ts": base + timedelta(minutes=40 * i), "l": f"l{i % 2}", "seq": f"{i:013d}"}
+        for i in range(4)
+    ]
+    await db.ev.insert_many(docs)
+    millis = [(d["ts"] - epoch) // timedelta(milliseconds=1) for d in docs]
+    projected = await run(db.ev, [{"$sort": {"_id": 1}}, {"$project": {"ms": {"$toLong": "$ts"}}}])
+    # $toLong of a date is its epoch milliseconds; the emulator answers null.
+    assert [d["ms"] for d in projected] == db_server.expect(mongodb=millis, nx_27017=[None] * 4)
+    hour = {"$dateToString": {"date": "$ts", "format": "%Y-%m-%dT%H"}}
+    pairs = await run(db.ev, [{"$group": {"_id": {"h": hour, "l": "$l"}}}])
+    # (hour, listener) pairs: 10/l0, 11/l1, 11/l0, 12/l1. Inside a compound key the
+    # emulator does not evaluate $dateToString: it groups everything into one.
+    assert len(pairs) == db_server.expect(mongodb=4, nx_27017=1)
+    # The product's formulation, right on both.
+    got = await run(
+        db.ev,
+        [
+            {"$match": {"seq": {"$gte": f"{1:013d}"}}},
+            {"$group": {"_id": hour, "who": {"$addToSet": "$l"}, "n": {"$sum": 1}}},
+            {"$sort": {"_id": 1}},
+        ],
+    )
+    assert [(d["_id"], sorted(d["who"]), d["n"]) for d in got] == [
+        ("2024-03-05T11", ["l0", "l1"], 2),
+        ("2024-03-05T12", ["l1"], 1),
+    ]
