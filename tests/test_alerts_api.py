@@ -260,3 +260,21 @@ async def test_an_alert_raised_on_one_server_reaches_a_subscriber_of_another(
         finally:
             await writer.client.aclose()
     assert event["kind"] == "FIRED" and _service(event) == "replicas"
+
+
+async def test_the_demo_series_come_with_alerts_from_the_start(
+    api: Api, storage: Any, tenant: SeededTenant
+) -> None:
+    from tunelytics.services.demo import seed_monitoring
+
+    assert await seed_monitoring(storage, tenant.id, days=2) > 1000
+    firing = await api.data(ALERTS, {"filter": {"status": ["FIRING"]}, "first": 50}, tenant.viewer)
+    nodes = [e["node"] for e in firing["alerts"]["edges"]]
+    # The planted bad deploy: the error rate is over 5% now, a critical alert fires.
+    assert any(n["seriesName"] == "error_rate_percent" and n["severity"] == "CRITICAL"
+               for n in nodes)  # fmt: skip
+    resolved = await api.data(
+        ALERTS, {"filter": {"status": ["RESOLVED"]}, "first": 50}, tenant.viewer
+    )
+    names = {e["node"]["seriesName"] for e in resolved["alerts"]["edges"]}
+    assert {"api_latency_ms", "cpu_percent"} <= names  # the spike and the runaway job

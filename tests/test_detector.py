@@ -1,14 +1,22 @@
-"""The streaming detector on plain data: causal, robust to hostile series, resumable."""
+"""The streaming detector on plain data: causal, robust to hostile series, resumable, and
+finding level shifts, spikes, drifts and changed rhythm near their onset."""
 
 from __future__ import annotations
 
+import doctest
 import json
 import math
 
 import numpy as np
+import pytest
 
+from tunelytics.domain.monitoring import context, detector, robust, window
+from tunelytics.domain.monitoring.context import ContextConfig, ContextNovelty
 from tunelytics.domain.monitoring.detector import SeriesDetector
+from tunelytics.domain.monitoring.robust import RobustViews
 from tunelytics.domain.monitoring.window import SortedWindow
+
+HOUR = 3600.0
 
 
 def scores(values: list[float], detector: SeriesDetector | None = None) -> list[float]:
@@ -16,10 +24,28 @@ def scores(values: list[float], detector: SeriesDetector | None = None) -> list[
     return [detector.score_one(v) for v in values]
 
 
+def timed_scores(values: list[float], detector: SeriesDetector, start: int = 0) -> list[float]:
+    """Hourly points from `start` (an index into the hourly clock)."""
+    return [detector.score_one(v, HOUR * (start + i)) for i, v in enumerate(values)]
+
+
+def daily(days: int, seed: int = 0, noise: float = 0.2) -> list[float]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(24 * days)
+    return list(10 + 4 * np.sin(2 * np.pi * t / 24) + rng.normal(0, noise, len(t)))
+
+
 def seasonal(n: int, seed: int = 0) -> list[float]:
     rng = np.random.default_rng(seed)
     t = np.arange(n)
     return list(10 + 3 * np.sin(2 * np.pi * t / 48) + rng.normal(0, 0.3, n))
+
+
+@pytest.mark.parametrize("module", [window, context, robust, detector])
+def test_docstring_examples_run(module: object) -> None:
+    result = doctest.testmod(module)  # type: ignore[arg-type]
+    assert result.attempted > 0
+    assert result.failed == 0
 
 
 def test_sorted_window_matches_numpy() -> None:
@@ -33,68 +59,145 @@ def test_sorted_window_matches_numpy() -> None:
     assert SortedWindow.from_state(window.state()).sorted == window.sorted
 
 
-def test_spike_and_level_shift_stand_out() -> None:
-    base = seasonal(1200)
-    spiked = [*base[:1000], 40.0, *base[1001:]]
-    shifted = [*base[:1000], *(v + 6 for v in base[1000:])]
-    for series in (spiked, shifted):
-        result = scores(series)
-        assert max(result[1000:1010]) > 0.99
-        assert max(result[1000:1010]) > max(result[400:990])
+def onset_and_clean(result: list[float], onset: int, within: int) -> tuple[float, float]:
+    """The strongest score from the onset on, and the strongest on the clean stretch
+    before it (after the first 600 points, which teach the detector the series)."""
+    return max(result[onset : onset + within]), max(result[600:onset])
+
+
+@pytest.mark.parametrize(
+    ("change", "within"),
+    [
+        ("spike", 3),
+        ("level shift", 10),
+        ("drift", 120),
+        ("variance", 30),
+    ],
+)
+def test_a_change_scores_high_near_its_onset_and_low_before(change: str, within: int) -> None:
+    base = np.array(seasonal(1600, seed=7))
+    onset = 1300
+    after = np.arange(len(base) - onset)
+    series = base.copy()
+    if change == "spike":
+        series[onset] += 12.0
+    elif change == "level shift":
+        series[onset:] += 4.0
+    elif change == "drift":
+        series[onset:] += 0.03 * after  # 0.1 noise sd per point: invisible at first
+    else:
+        series[onset:] += np.random.default_rng(9).normal(0, 2.0, len(after))
+    found, clean = onset_and_clean(scores(list(series)), onset, within)
+    assert found > 0.99
+    assert found > clean
+
+
+def test_a_changed_daily_rhythm_is_found() -> None:
+    """On day 60 the afternoon runs at the morning's level: every value is in the normal
+    range, only its time of day is wrong."""
+    series = daily(64, seed=2)
+    changed = list(series)
+    start = 60 * 24 + 4
+    for hour in range(start, start + 6):
+        changed[hour] = series[hour - 12]  # half a day out of phase
+    result = timed_scores(changed, SeriesDetector())
+    assert max(result[start : start + 8]) > 0.99
+    assert max(result[start : start + 8]) > max(result[30 * 24 : start])
+
+
+def test_the_robust_views_learn_the_daily_period_from_timestamps() -> None:
+    views = RobustViews()
+    for i, value in enumerate(daily(3)):
+        views.score_one(value, HOUR * i)
+    assert views.period == 24
+    untimed = RobustViews()
+    for value in daily(3):
+        untimed.score_one(value)
+    assert untimed.period == 0
+
+
+def test_context_novelty_finds_a_shape_never_seen() -> None:
+    d = ContextNovelty(ContextConfig(length=8, memory=300))
+    calm = [d.score_one(math.sin(i / 4)) for i in range(1000)]
+    flat = [d.score_one(0.5) for _ in range(12)]  # in range, but flat for the first time
+    assert max(flat) > 0.99 > max(calm[600:])
 
 
 def test_causal_scores_do_not_depend_on_later_points() -> None:
-    series = seasonal(800, seed=3)
-    full = scores(series)
-    assert scores(series[:500]) == full[:500]
+    series = daily(60, seed=3)
+    full = timed_scores(series, SeriesDetector())
+    assert timed_scores(series[:900], SeriesDetector()) == full[:900]
 
 
-def test_hostile_series_never_crash_and_stay_in_range() -> None:
-    cases = [
-        [5.0] * 500,  # constant
-        [1.0],  # a single point
-        [0.0, 1e308, -1e308, 0.0, 1e-308] * 50,  # huge values
-        [1.0, math.nan, math.inf, -math.inf, 2.0] * 40,  # non-finite
-        [*([1.0] * 300), *([1000.0] * 300)],  # a step after a flat line
-    ]
-    for series in cases:
-        result = scores(series)
-        assert len(result) == len(series)
-        assert all(0.0 <= s <= 1.0 and math.isfinite(s) for s in result)
-
-
-def timed_scores(values: list[float], detector: SeriesDetector, start: int = 0) -> list[float]:
-    """Hourly points from `start` (an index into the hourly clock)."""
-    return [detector.score_one(v, 3600.0 * (start + i)) for i, v in enumerate(values)]
-
-
-def daily(days: int, seed: int = 0) -> list[float]:
-    rng = np.random.default_rng(seed)
-    t = np.arange(24 * days)
-    return list(10 + 4 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.2, len(t)))
-
-
-def test_a_changed_daily_rhythm_is_found_only_with_time() -> None:
-    """On day 12 the afternoon runs at the morning's level: every value is in the normal
-    range, only its time of day is wrong."""
-    series = daily(14, seed=2)
-    changed = list(series)
-    for hour in range(12 * 24 + 4, 12 * 24 + 10):
-        changed[hour] = series[hour - 12]  # half a day out of phase
-    timed = timed_scores(changed, SeriesDetector())
-    untimed = scores(changed)
-    window = slice(12 * 24 + 4, 12 * 24 + 10)
-    assert max(timed[window]) > 0.99
-    assert max(timed[window]) > max(timed[5 * 24 : 12 * 24])
-    assert max(untimed[window]) < max(timed[window])
+def test_score_many_equals_score_one() -> None:
+    series = np.array(daily(60, seed=4))
+    series[1000] = 40.0
+    at = HOUR * np.arange(len(series))
+    one = SeriesDetector()
+    expected = [one.score_one(float(v), float(t)) for v, t in zip(series, at, strict=True)]
+    many = SeriesDetector()
+    got = np.concatenate(
+        [many.score_many(series[:333], at[:333]), many.score_many(series[333:], at[333:])]
+    )
+    assert got.tolist() == expected
+    assert json.dumps(many.state()) == json.dumps(one.state())
+    untimed = SeriesDetector().score_many(series)
+    assert untimed.tolist() == scores(list(series))
 
 
 def test_state_is_json_and_resumes_exactly() -> None:
-    series = daily(10, seed=5)
+    """Resumed past the point where the context memory wraps around."""
+    series = daily(60, seed=5)
     first = SeriesDetector()
-    head = timed_scores(series[:150], first)
+    head = timed_scores(series[:1300], first)
     saved = json.loads(json.dumps(first.state()))
+    assert saved["version"] == detector.STATE_VERSION
     resumed = SeriesDetector.from_state(saved)
-    rest = timed_scores(series[150:], resumed, start=150)
-    assert first.period == 24
+    rest = timed_scores(series[1300:], resumed, start=1300)
     assert head + rest == timed_scores(series, SeriesDetector())
+
+
+def test_a_state_of_another_version_starts_afresh() -> None:
+    d = SeriesDetector.from_state({"version": 1, "levels": {}})
+    assert d.seen == 0
+    assert 0.0 <= d.score_one(1.0) <= 1.0
+
+
+HOSTILE = {
+    "constant": [5.0] * 1500,
+    "a single point": [1.0],
+    "huge values": [0.0, 1e308, -1e308, 0.0, 1e-308] * 300,
+    "a step after a flat line": [*([1.0] * 700), *([1000.0] * 700)],
+    "alternating extremes": [(-1.0) ** i * 1e300 for i in range(1400)],
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_series_never_crash_and_stay_in_range(name: str) -> None:
+    series = HOSTILE[name]
+    d = SeriesDetector()
+    result = timed_scores(series, d)
+    assert len(result) == len(series)
+    assert all(0.0 <= s <= 1.0 and math.isfinite(s) for s in result)
+    json.dumps(d.state())  # still serialisable
+
+
+def test_gaps_in_time_do_not_break_the_detector() -> None:
+    series = daily(20, seed=6)
+    d = SeriesDetector()
+    at = [HOUR * i + (86_400.0 * 30 if i > 200 else 0.0) for i in range(len(series))]
+    result = [d.score_one(v, t) for v, t in zip(series, at, strict=True)]
+    assert all(0.0 <= s <= 1.0 for s in result)
+
+
+def test_non_finite_values_are_ignored_and_do_not_corrupt_the_state() -> None:
+    series = daily(50, seed=8)
+    clean = timed_scores(series, SeriesDetector())
+    d = SeriesDetector()
+    dirty: list[float] = []
+    for i, value in enumerate(series):
+        if i % 97 == 5:
+            for bad in (math.nan, math.inf, -math.inf):
+                assert d.score_one(bad, HOUR * i) == 0.0
+        dirty.append(d.score_one(value, HOUR * i))
+    assert dirty == clean

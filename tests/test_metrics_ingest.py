@@ -4,8 +4,11 @@ and a restart that resumes the detectors from their checkpoints."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -367,3 +370,26 @@ async def test_a_restarted_server_resumes_the_detectors_where_they_stopped(
         fresh.score_one(v, t.timestamp()) for v, t in zip(values[180:], times[180:], strict=True)
     ]
     assert not np.allclose(scores[180:], relearned, rtol=0, atol=1e-6)
+
+
+async def test_replay_streams_a_csv_into_a_tenant_through_the_api(
+    api: Api, server: ApiServer, tenant: SeededTenant, tmp_path: Path
+) -> None:
+    csv = tmp_path / "series.csv"
+    rows = [f"2014-04-01 00:{m:02d}:00,{10 + (m % 3)}" for m in range(40)]
+    csv.write_text("timestamp,value\n" + "\n".join(rows) + "\nnot a row\n")
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tunelytics", "replay", str(csv), "--tenant", tenant.id,
+         "--series", "replayed", "--label", "source=nab", "--speed", "600",
+         "--url", server.graphql_url, "--token", tenant.token(Role.INGEST)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "stored 40 points, 0 rejected" in done.stdout
+    data = await api.data(
+        POINTS, {"id": series_id("replayed", {"source": "nab"}), "max": 100}, tenant.viewer
+    )
+    assert [p["value"] for p in data["series"]["points"]["points"]] == [
+        float(10 + (m % 3)) for m in range(40)
+    ]

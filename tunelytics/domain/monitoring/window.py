@@ -13,7 +13,7 @@ class SortedWindow:
     >>> w = SortedWindow(3)
     >>> for x in (5.0, 1.0, 3.0, 4.0): w.add(x)
     >>> w.median(), w.rank(3.5)
-    (4.0, 0.3333333333333333)
+    (3.0, 0.6666666666666666)
     """
 
     def __init__(self, size: int) -> None:

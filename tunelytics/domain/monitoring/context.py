@@ -1,0 +1,122 @@
+"""Context novelty: how far the shape of the last few points is from every shape seen before.
+
+The context is the last `length` values. Its novelty is the L1 distance to the nearest
+context among the previous `memory` ones (the newest `gap` are left out: they overlap the
+current one and would always be near). A level shift, a new rhythm, a burst of spikes or a
+flat stretch in a lively series all make contexts that have no near neighbour. The distance
+is calibrated by its rank among the distances this series produced before (see
+`tail_rank`), so one threshold fits series of any scale. The idea follows KNN-CAD on NAB.
+
+>>> import math
+>>> d = ContextNovelty()
+>>> calm = [d.score_one(math.sin(i / 5)) for i in range(1500)]
+>>> d.score_one(5.0) > 0.99 > max(calm[1200:])
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tunelytics.domain.monitoring.window import SortedWindow
+
+
+def tail_rank(view: float, history: SortedWindow) -> float:
+    """Rank of `view` in its history, scaled to [0, 0.99]; beyond the largest seen, how far
+    beyond in (0.99, 1] (so the most extreme points of different series stay ordered
+    instead of all scoring 1)."""
+    rank = history.rank(view)
+    top = history.sorted[-1]
+    if view <= top or top <= 0:
+        return rank * 0.99
+    ratio = view / top if math.isfinite(view / top) else math.inf
+    return 0.99 + 0.01 * (1 - math.exp(-(ratio - 1)))
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    length: int = 16
+    memory: int = 1000
+    gap: int = 8
+    # Contexts searched before a distance means anything, and distances before ranking.
+    min_memory: int = 100
+    warmup: int = 30
+    history: int = 1500
+
+
+class ContextNovelty:
+    def __init__(self, config: ContextConfig | None = None) -> None:
+        self.config = c = config or ContextConfig()
+        self.recent: deque[float] = deque(maxlen=c.length)
+        self.pending: deque[np.ndarray] = deque()
+        self.contexts = np.zeros((c.memory, c.length))
+        self.stored = 0  # contexts ever moved into `contexts` (ring position = stored % memory)
+        self.distances = SortedWindow(c.history)
+
+    def score_one(self, value: float) -> float:
+        """Novelty of the context ending at `value`, then learn it."""
+        score = self._score(value)
+        self.learn_one(value, score_first=False)
+        return score
+
+    def learn_one(self, value: float, score_first: bool = True) -> None:
+        if score_first:
+            self._score(value)
+        c = self.config
+        self.recent.append(value)
+        if len(self.recent) < c.length:
+            return
+        self.pending.append(np.array(self.recent))
+        if len(self.pending) > c.gap:
+            self.contexts[self.stored % c.memory] = self.pending.popleft()
+            self.stored += 1
+
+    def _score(self, value: float) -> float:
+        """Score the context ending at `value`; records its distance (the calibration
+        history is part of what is learned) but not the context itself."""
+        c = self.config
+        if len(self.recent) < c.length - 1 or self.stored < c.min_memory:
+            return 0.0
+        context = np.array(self.recent)[1 - c.length :] if c.length > 1 else np.zeros(0)
+        context = np.append(context, value)
+        known = self.contexts[: min(self.stored, c.memory)]
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values: inf, never NaN
+            distance = float(np.abs(known - context).sum(axis=1).min())
+        if math.isnan(distance):
+            distance = math.inf
+        score = tail_rank(distance, self.distances) if len(self.distances) >= c.warmup else 0.0
+        self.distances.add(distance)
+        return score
+
+    def state(self) -> dict[str, Any]:
+        c = self.config
+        held = min(self.stored, c.memory)
+        # Oldest first, so a restore refills the ring in the same slots.
+        order = [(self.stored - held + k) % c.memory for k in range(held)]
+        return {
+            "recent": list(self.recent),
+            "pending": [p.tolist() for p in self.pending],
+            "contexts": self.contexts[order].tolist(),
+            "stored": self.stored,
+            "distances": self.distances.state(),
+        }
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any], config: ContextConfig | None = None
+    ) -> ContextNovelty:
+        detector = cls(config)
+        c = detector.config
+        detector.recent.extend(state["recent"])
+        detector.pending.extend(np.array(p, dtype=float) for p in state["pending"])
+        detector.stored = state["stored"]
+        held = min(detector.stored, c.memory)
+        for k, row in enumerate(state["contexts"]):
+            detector.contexts[(detector.stored - held + k) % c.memory] = row
+        detector.distances = SortedWindow.from_state(state["distances"])
+        return detector
