@@ -42,11 +42,19 @@ def to_torch(matrix: sp.spmatrix) -> torch.Tensor:
 # --- collaborative: implicit ALS --------------------------------------------------------
 
 
+def _scatter_rows(rows: np.ndarray, n: int) -> sp.csr_matrix:
+    """(n, nnz) 0/1 matrix summing pair values into their rows (scipy: single-threaded and
+    fast for this; torch's index_add_ stalls when the cores are shared)."""
+    return sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, np.arange(len(rows)))), shape=(n, len(rows))
+    )
+
+
 def _als_half_step(
     current: torch.Tensor,
     fixed: torch.Tensor,
-    rows: torch.Tensor,
-    cols: torch.Tensor,
+    rows: np.ndarray,
+    cols: np.ndarray,
     extra_confidence: torch.Tensor,
     preference: torch.Tensor,
     regularization: float,
@@ -55,15 +63,18 @@ def _als_half_step(
     """Solve every row's weighted least squares by a few conjugate-gradient steps (warm
     started), as in Takacs et al.; only the observed pairs are touched, O(nnz * d)."""
     gram = fixed.T @ fixed + regularization * torch.eye(fixed.shape[1])
-    fixed_at = fixed[cols]
+    fixed_at = fixed[torch.from_numpy(cols)]
+    rows_t = torch.from_numpy(rows)
+    scatter = _scatter_rows(rows, current.shape[0])
+
+    def gather(values: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(scatter @ values.numpy(), dtype=np.float32))
 
     def apply(x: torch.Tensor) -> torch.Tensor:
-        inner = (fixed_at * x[rows]).sum(1) * extra_confidence
-        return x @ gram + torch.zeros_like(x).index_add_(0, rows, inner[:, None] * fixed_at)
+        inner = (fixed_at * x[rows_t]).sum(1) * extra_confidence
+        return x @ gram + gather(inner[:, None] * fixed_at)
 
-    target = torch.zeros_like(current).index_add_(
-        0, rows, ((1.0 + extra_confidence) * preference)[:, None] * fixed_at
-    )
+    target = gather(((1.0 + extra_confidence) * preference)[:, None] * fixed_at)
     x = current.clone()
     residual = target - apply(x)
     direction = residual.clone()
@@ -93,8 +104,8 @@ def fit_als(
     n_users, n_items = data.shape
     pos = data.positive.tocoo()
     neg = data.negative.tocoo()
-    rows = torch.from_numpy(np.concatenate([pos.row, neg.row]).astype(np.int64))
-    cols = torch.from_numpy(np.concatenate([pos.col, neg.col]).astype(np.int64))
+    rows = np.concatenate([pos.row, neg.row]).astype(np.int64)
+    cols = np.concatenate([pos.col, neg.col]).astype(np.int64)
     confidence = torch.from_numpy(np.concatenate([pos.data, neg.data]).astype(np.float32))
     confidence = confidence * alpha
     preference = torch.cat([torch.ones(pos.nnz), torch.zeros(neg.nnz)])

@@ -155,7 +155,7 @@ class RecommenderConfig:
     holdout_fraction: float = 0.2
     blend_listeners: int = 768
     blend_candidates: int = 20_000
-    blend_steps: int = 150
+    blend_steps: int = 30
     refit: bool = True
     seed: int = 0
     components: tuple[str, ...] = field(

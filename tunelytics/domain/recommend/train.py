@@ -143,21 +143,44 @@ def _fit_blend(
     seen = torch.from_numpy((train[rows][:, cand_np] > 0).toarray())
     target = torch.from_numpy(valid[rows][:, cand_np].toarray()).float()
     target[seen] = 0.0
-    weights = torch.ones(len(comps), requires_grad=True)
-    optimiser = torch.optim.LBFGS(
-        [weights], lr=0.5, max_iter=config.blend_steps, line_search_fn="strong_wolfe"
-    )
+    # Newton's method on the convex listwise loss; gradient and Hessian in closed form
+    # (softmax expectations and covariances of the component scores).
+    stacked = stacked.masked_fill(seen[None], 0.0).double()
+    mask = (~seen).double()
+    per_row = target.double().sum(1)
+    total = per_row.sum().clamp_min(1.0)
+    ridge = 1e-3
+    weights = torch.ones(len(comps), dtype=torch.float64)
 
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        logits = torch.einsum("c,cbn->bn", weights, stacked).masked_fill(seen, -torch.inf)
+    def loss_of(w: torch.Tensor) -> torch.Tensor:
+        logits = torch.einsum("c,cbn->bn", w, stacked).masked_fill(seen, -torch.inf)
         logp = torch.log_softmax(logits, 1).masked_fill(seen, 0.0)
-        loss = -(logp * target).sum() / target.sum().clamp_min(1.0)
-        loss = loss + 1e-3 * (weights**2).sum()
-        loss.backward()
-        return loss
+        return -(logp * target).sum() / total + ridge * (w**2).sum()
 
-    optimiser.step(closure)
+    current = loss_of(weights)
+    for _ in range(config.blend_steps):
+        logits = torch.einsum("c,cbn->bn", weights, stacked).masked_fill(seen, -torch.inf)
+        p = torch.softmax(logits, 1) * mask
+        mean = torch.einsum("bn,cbn->cb", p, stacked)  # E_p[S_c] per listener
+        observed = torch.einsum("bn,cbn->cb", target.double(), stacked)
+        grad = -(observed - mean * per_row).sum(1) / total + 2 * ridge * weights
+        second = torch.einsum("bn,cbn,dbn->cdb", p, stacked, stacked)
+        cov = second - mean[:, None, :] * mean[None, :, :]
+        hessian = (cov * per_row).sum(2) / total + 2 * ridge * torch.eye(len(comps))
+        step = torch.linalg.solve(hessian, grad)
+        scale = 1.0
+        while scale > 1e-4:
+            candidate = weights - scale * step
+            value = loss_of(candidate)
+            if value <= current:
+                break
+            scale *= 0.5
+        else:
+            break
+        improvement = float(current - value)
+        weights, current = candidate, value
+        if improvement < 1e-7:
+            break
     return {c.name: float(w) for c, w in zip(comps, weights.detach(), strict=True)}
 
 
