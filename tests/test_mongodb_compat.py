@@ -12,6 +12,7 @@ MongoDB with `MONGODB_URL=mongodb://localhost:27017 make test`.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -719,3 +720,58 @@ async def test_date_to_long_and_compound_date_keys(
         ("2024-03-05T11", ["l0", "l1"], 2),
         ("2024-03-05T12", ["l1"], 1),
     ]
+
+
+# --- Monitoring: metric points and series (works on both) ---------------------------------
+
+
+async def test_ttl_index_deletes_expired_metric_points(db: AsyncDatabase[Document]) -> None:
+    """Retention of metric points is a TTL index on `expire_at` (storage/monitoring.py).
+    MongoDB's TTL monitor runs every 60 s; nx-27017 also honours the index (within ~10 s
+    here). Waits for the deletion, asserting nothing about how soon."""
+    from pymongo import IndexModel
+
+    await db.p.create_indexes([IndexModel([("expire_at", ASCENDING)], expireAfterSeconds=0)])
+    info = await db.p.index_information()
+    assert [
+        i.get("expireAfterSeconds") for i in info.values() if i["key"][0][0] == "expire_at"
+    ] == [0]
+    now = datetime.now(UTC)
+    await db.p.insert_many(
+        [{"_id": "old", "expire_at": now - timedelta(hours=1)},
+         {"_id": "new", "expire_at": now + timedelta(days=1)}]
+    )  # fmt: skip
+    for _ in range(300):
+        if await db.p.count_documents({"_id": "old"}) == 0:
+            break
+        await asyncio.sleep(0.5)
+    assert await ids(db.p.find({})) == ["new"]
+
+
+async def test_point_ranges_by_string_id_and_label_sets_by_all(
+    db: AsyncDatabase[Document],
+) -> None:
+    """Points keyed "<tenant>/<series>/<13-digit ms>" are read as one `_id` range; series
+    are filtered by `label_pairs: {$all: [...]}` beside a (tenant_id, label_pairs) index
+    (plain equality on that array field would fail on the emulator: a, b)."""
+    await db.pts.insert_many(
+        [{"_id": f"{t}/s1/{ms:013d}", "v": ms} for t in ("a", "b") for ms in (5, 70, 900, 10_000)]
+    )
+    got = (
+        await db.pts.find({"_id": {"$gte": f"a/s1/{70:013d}", "$lt": f"a/s1/{10_000:013d}"}})
+        .sort("_id", -1)
+        .to_list()
+    )
+    assert [d["v"] for d in got] == [900, 70]
+    await db.series.create_index([("tenant_id", 1), ("label_pairs", 1)])
+    await db.series.insert_many(
+        [
+            {"_id": 1, "tenant_id": "a", "label_pairs": ["region=eu", "service=api"]},
+            {"_id": 2, "tenant_id": "a", "label_pairs": ["service=api"]},
+            {"_id": 3, "tenant_id": "b", "label_pairs": ["region=eu", "service=api"]},
+        ]
+    )
+    query = {"tenant_id": {"$eq": "a"}, "label_pairs": {"$all": ["service=api", "region=eu"]}}
+    assert await ids(db.series.find(query)) == [1]
+    one = {"tenant_id": {"$eq": "a"}, "label_pairs": {"$all": ["service=api"]}}
+    assert sorted(await ids(db.series.find(one))) == [1, 2]
