@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
+from tests.conftest import SMALL
+from tests.helpers import Api, codes, token
+from tunelytics.domain.auth import Role
+from tunelytics.domain.demo import DemoSize
 from tunelytics.domain.predict import NotEnoughData
 from tunelytics.domain.predict.churn import (
     FEATURES,
@@ -17,6 +22,8 @@ from tunelytics.domain.predict.churn import (
     labels,
     train_at,
 )
+from tunelytics.seeding import seed_demo
+from tunelytics.storage import Storage
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 COL = {name: i for i, name in enumerate(FEATURES)}
@@ -106,3 +113,50 @@ def test_too_little_history_is_refused() -> None:
         train_at(history, T0 + timedelta(days=40))
     with pytest.raises(NotEnoughData):
         ListenHistory.of([]).newest  # noqa: B018
+
+
+# --- Through the server --------------------------------------------------------------
+
+CHURN_RISK = """query($id: ID!) { churnRisk(listenerId: $id) {
+  listenerId probability asOf drivers { feature value contribution } } }"""
+AT_RISK = """query($first: Int!) { atRiskListeners(first: $first) { listenerId probability } }"""
+
+
+async def test_churn_queries_through_the_server(api: Api, storage: Storage) -> None:
+    size = DemoSize(artists=5, tracks=30, listeners=80, listens=4_000, days=70)
+    a = f"t-{uuid.uuid4().hex[:10]}"
+    b = f"t-{uuid.uuid4().hex[:10]}"
+    demo = await seed_demo(storage, a, name="A", size=size, seed=3)
+    await seed_demo(storage, b, name="B", size=SMALL, seed=3)  # same listener IDs, too few
+    viewer = token(a, Role.VIEWER)
+    ranked = await api.post(AT_RISK, {"first": 10}, viewer)
+    assert "errors" not in ranked, ranked
+    risks = ranked["data"]["atRiskListeners"]
+    assert len(risks) == 10
+    assert [r["probability"] for r in risks] == sorted(
+        (r["probability"] for r in risks), reverse=True
+    )
+    one = await api.post(CHURN_RISK, {"id": risks[0]["listenerId"]}, viewer)
+    assert "errors" not in one, one
+    assert one["data"]["churnRisk"]["probability"] == risks[0]["probability"]
+    assert len(one["data"]["churnRisk"]["drivers"]) == 3
+    assert {d["feature"] for d in one["data"]["churnRisk"]["drivers"]} <= set(FEATURES)
+    newest = max(li.played_at for li in demo.listens)
+    as_of = datetime.fromisoformat(one["data"]["churnRisk"]["asOf"])
+    assert abs(as_of - newest) < timedelta(milliseconds=1)  # stored to the millisecond
+
+    missing = await api.post(CHURN_RISK, {"id": "li-99999"}, viewer)
+    assert codes(missing) == ["NOT_FOUND"]
+    # A's riskiest listener is not B's; a listener ID both have is scored on B's own
+    # (too small) history: an explicit refusal, never A's model or scores.
+    b_viewer = token(b, Role.VIEWER)
+    if risks[0]["listenerId"] not in {f"li-{i:05d}" for i in range(1, SMALL.listeners + 1)}:
+        assert codes(await api.post(CHURN_RISK, {"id": risks[0]["listenerId"]}, b_viewer)) == [
+            "NOT_FOUND"
+        ]
+    theirs = await api.post(CHURN_RISK, {"id": "li-00001"}, b_viewer)
+    assert codes(theirs) == ["BAD_USER_INPUT"], theirs
+    assert theirs["errors"][0]["extensions"]["reason"] == "NOT_ENOUGH_DATA"
+    assert codes(await api.post(AT_RISK, {"first": 3}, b_viewer)) == ["BAD_USER_INPUT"]
+    assert codes(await api.post(AT_RISK, {"first": 0}, viewer)) == ["BAD_USER_INPUT"]
+    assert codes(await api.post(AT_RISK, {"first": 5}, token(a, Role.INGEST))) == ["FORBIDDEN"]

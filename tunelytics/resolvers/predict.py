@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import UTC, datetime
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from strawberry import Info
 
@@ -24,6 +26,7 @@ from tunelytics.domain.predict.business import (
     counted_series,
     points_series,
 )
+from tunelytics.domain.predict.churn import ChurnRisk, ListenHistory, features, train_at
 from tunelytics.domain.predict.forecast import Forecast, forecast_regular
 from tunelytics.resolvers.context import Context
 from tunelytics.resolvers.errors import BadUserInput, NotFound
@@ -33,6 +36,10 @@ CtxInfo = Info[Context, None]
 MAX_HORIZON = 1_000
 MAX_METRIC_POINTS = 20_000
 MAX_STORED_PAGE = 100
+CHURN_HISTORY = timedelta(days=180)
+# Churn risks are learned from the tenant's whole history: recomputed at most this often
+# per process, not per request.
+CHURN_TTL_S = 300.0
 
 
 async def forecast_series(info: CtxInfo, ref: SeriesRef, horizon: int, level: float) -> Prediction:
@@ -104,3 +111,64 @@ async def stored_predictions(
     store = PredictionRepository(info.context.storage.db)
     subject = ref.subject if ref is not None else None
     return await store.recent(principal.tenant_id, ref.kind if ref else kind, subject, first)
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnScores:
+    as_of: datetime
+    by_listener: dict[str, ChurnRisk]
+    ranked: list[ChurnRisk]
+
+
+_churn_cache: dict[str, tuple[float, ChurnScores]] = {}
+_churn_locks: dict[str, asyncio.Lock] = {}
+
+
+def _score(rows: list[tuple[str, str, datetime, bool, int]]) -> ChurnScores:
+    history = ListenHistory.of(rows)
+    model, now = train_at(history)
+    ids, x = features(history, now)
+    risks = model.risks(ids, x)
+    return ChurnScores(
+        as_of=now,
+        by_listener={r.listener_id: r for r in risks},
+        ranked=sorted(risks, key=lambda r: (-r.probability, r.listener_id)),
+    )
+
+
+async def _churn_scores(info: CtxInfo, tenant: str) -> ChurnScores:
+    lock = _churn_locks.setdefault(tenant, asyncio.Lock())
+    async with lock:  # one computation per tenant at a time; the others wait for it
+        cached = _churn_cache.get(tenant)
+        if cached is not None and time.monotonic() - cached[0] < CHURN_TTL_S:
+            return cached[1]
+        repo = ListenSeriesRepository(info.context.storage.db)
+        rows = await repo.history(tenant, datetime.now(UTC) - CHURN_HISTORY)
+        try:
+            scores = await asyncio.to_thread(_score, rows)
+        except NotEnoughData as error:
+            raise BadUserInput(f"not enough data: {error}", reason="NOT_ENOUGH_DATA") from None
+        _churn_cache[tenant] = (time.monotonic(), scores)
+        return scores
+
+
+async def churn_risk(info: CtxInfo, listener_id: str) -> tuple[ChurnRisk, datetime]:
+    principal = info.context.authorize(Permission.READ)
+    await info.context.loaders.listener.require(listener_id, "listener")
+    scores = await _churn_scores(info, principal.tenant_id)
+    risk = scores.by_listener.get(listener_id)
+    if risk is None:
+        raise BadUserInput(
+            f"not enough data: listener {listener_id} has no listens in the last "
+            f"{CHURN_HISTORY.days} days",
+            reason="NOT_ENOUGH_DATA",
+        )
+    return risk, scores.as_of
+
+
+async def at_risk_listeners(info: CtxInfo, first: int) -> tuple[list[ChurnRisk], datetime]:
+    principal = info.context.authorize(Permission.READ)
+    if not 1 <= first <= MAX_STORED_PAGE:
+        raise BadUserInput(f"first: between 1 and {MAX_STORED_PAGE}")
+    scores = await _churn_scores(info, principal.tenant_id)
+    return scores.ranked[:first], scores.as_of

@@ -9,6 +9,7 @@ import strawberry
 from strawberry import Info
 
 from tunelytics.domain.predict.business import Prediction, SeriesKind, SeriesRef
+from tunelytics.domain.predict.churn import ChurnRisk as DomainChurnRisk
 from tunelytics.resolvers import predict as resolvers
 from tunelytics.resolvers.context import Context
 from tunelytics.resolvers.errors import BadUserInput
@@ -101,6 +102,35 @@ class Forecast:
         )
 
 
+@strawberry.type
+class ChurnDriver:
+    feature: str
+    value: float
+    contribution: float = strawberry.field(
+        description="Effect on the log-odds of churn; positive raises the risk."
+    )
+
+
+@strawberry.type(description="The probability that a listener has no listen in the next 28 days.")
+class ChurnRisk:
+    listener_id: strawberry.ID
+    probability: float
+    as_of: datetime = strawberry.field(description="The cut-off: the tenant's newest listen.")
+    drivers: list[ChurnDriver]
+
+    @staticmethod
+    def of(risk: DomainChurnRisk, as_of: datetime) -> ChurnRisk:
+        return ChurnRisk(
+            listener_id=strawberry.ID(risk.listener_id),
+            probability=risk.probability,
+            as_of=as_of,
+            drivers=[
+                ChurnDriver(feature=d.feature, value=d.value, contribution=d.contribution)
+                for d in risk.drivers
+            ],
+        )
+
+
 def _ref(series: BusinessSeriesInput | None, series_id: strawberry.ID | None) -> SeriesRef:
     if (series is None) == (series_id is None):
         raise BadUserInput("give exactly one of `series` (a business series) or `seriesId`")
@@ -151,3 +181,13 @@ class PredictQuery:
             info, ref, SeriesKind[kind.name] if kind is not None else None, first
         )
         return [Forecast.of(p) for p in stored]
+
+    @strawberry.field(description="Churn risk of one listener, with its top drivers.")
+    async def churn_risk(self, info: CtxInfo, listener_id: strawberry.ID) -> ChurnRisk:
+        risk, as_of = await resolvers.churn_risk(info, str(listener_id))
+        return ChurnRisk.of(risk, as_of)
+
+    @strawberry.field(description="Listeners most likely to stop listening, riskiest first.")
+    async def at_risk_listeners(self, info: CtxInfo, first: int = 20) -> list[ChurnRisk]:
+        risks, as_of = await resolvers.at_risk_listeners(info, first)
+        return [ChurnRisk.of(r, as_of) for r in risks]

@@ -63,6 +63,17 @@ class ListenSeriesRepository:
             async for doc in await self.listens.aggregate([{"$match": match}, {"$group": group}])
         }
 
+    async def history(
+        self, tenant_id: str, since: datetime
+    ) -> list[tuple[str, str, datetime, bool, int]]:
+        """(listener, track, time, skipped, ms played) of every listen since `since`."""
+        fields = {"listener_id": 1, "track_id": 1, "ts": 1, "skipped": 1, "ms_played": 1}
+        cursor = self.listens.find(tenant_scope(tenant_id, seq={"$gte": _since(since)}), fields)
+        return [
+            (d["listener_id"], d["track_id"], d["ts"], bool(d["skipped"]), int(d["ms_played"]))
+            async for d in cursor
+        ]
+
     @staticmethod
     def _match(tenant_id: str, since: datetime, track_ids: list[str] | None) -> Document:
         match = tenant_scope(tenant_id, seq={"$gte": _since(since)})
