@@ -29,8 +29,11 @@ from tunelytics.resolvers.context import Context, Services
 from tunelytics.resolvers.ratelimit import RequestLimiter
 from tunelytics.schema import build_schema
 from tunelytics.services.pipeline import build_pipeline
+from tunelytics.serving import ModelServer
 from tunelytics.storage import Storage, connect
 from tunelytics.tokens import TokenVerifier
+from tunelytics.trainers import TRAINERS
+from tunelytics.training import TrainingService, train_demo_model
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +239,11 @@ def _readyz(storage: Storage, indexes: Indexes, broadcaster: Broadcaster) -> Any
     return readyz
 
 
-def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
-    """Compose the app. `storage` may be given (tests); otherwise MONGODB_URL is used."""
+def create_app(
+    settings: Settings, storage: Storage | None = None, train_demo: bool = False
+) -> Starlette:
+    """Compose the app. `storage` may be given (tests); otherwise MONGODB_URL is used.
+    With `train_demo`, the demo tenant gets a recommender in the background if it has none."""
     if storage is None:
         if not settings.mongodb_url:
             raise ValueError("create_app needs settings.mongodb_url or a storage")
@@ -252,6 +258,8 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         broadcaster=broadcaster,
         verifier=TokenVerifier(settings),
         limiter=RequestLimiter(settings.limits.rate_per_minute, settings.redis_url),
+        training=TrainingService(storage, broadcaster, TRAINERS),
+        models=ModelServer(storage, broadcaster, TRAINERS),
         monitoring=monitoring.monitoring,
         alerting=monitoring.alerts,
     )
@@ -262,6 +270,10 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await indexes.start()
         await broadcaster.start()
+        assert services.models and services.training
+        await services.models.start()
+        if train_demo:
+            await train_demo_model(services.training, settings.demo_tenant)
         await monitoring.start()
         log.info(
             "tunelytics ready",
@@ -271,6 +283,9 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
             yield
         finally:
             await indexes.stop()
+            if services.training and services.models:
+                await services.training.stop()
+                await services.models.stop()
             await monitoring.stop()
             await broadcaster.stop()
             await storage.close()

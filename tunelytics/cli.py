@@ -20,12 +20,16 @@ from tqdm import tqdm
 from tunelytics.config import DEV_SECRET, Settings
 from tunelytics.domain.auth import Role
 from tunelytics.domain.demo import DemoSize
+from tunelytics.domain.models import Job, JobStatus, ModelKind
 from tunelytics.domain.tenancy import Tenant, check_slug
 from tunelytics.logs import configure_logging
+from tunelytics.pubsub import create_broadcaster
 from tunelytics.seeding import delete_tenant_data, demo_item_count, has_catalogue, seed_demo
 from tunelytics.storage import Storage, connect
 from tunelytics.storage.embedded import EmbeddedMongo
 from tunelytics.tokens import mint_token
+from tunelytics.trainers import TRAINERS
+from tunelytics.training import TrainingService
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +113,8 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
             log.info("Seeded the demo tenant '%s'.", settings.demo_tenant)
         from tunelytics.app import create_app
 
-        app = create_app(settings)
+        # The demo tenant gets a recommender in the background if it has none.
+        app = create_app(settings, train_demo=demo)
         url = f"http://{settings.host}:{settings.port}/graphql"
         log.info("GraphiQL: %s", url)
         if settings.jwt_algorithm == "HS256" and settings.jwt_secret:
@@ -157,6 +162,56 @@ def seed(tenant: str | None, reset: bool, listens: int, quiet: bool) -> None:
             click.echo(f"seeded tenant {slug}")
         else:
             click.echo(f"tenant {slug} already has a catalogue; --reset to seed it again")
+
+
+async def _train(
+    settings: Settings, tenant: str, kind: ModelKind, activate: bool, quiet: bool
+) -> Job:
+    assert settings.mongodb_url
+    storage = connect(settings.mongodb_url, settings.mongodb_database)
+    # With REDIS_URL, an activation here reaches the running servers at once.
+    broadcaster = create_broadcaster(settings.redis_url)
+    await broadcaster.start()
+    training = TrainingService(storage, broadcaster, TRAINERS)
+    try:
+        if await storage.tenants.get(tenant) is None:
+            raise click.ClickException(f"no tenant {tenant}: seed it or create it first")
+        await storage.ensure_indexes()
+        job = await storage.jobs.create(tenant, kind, "cli", activate)
+        with tqdm(total=100, desc=f"training {kind.value}", unit="%", disable=quiet) as bar:
+
+            def observe(state: Job) -> None:
+                bar.set_postfix_str(state.message[:40])
+                bar.update(round(state.progress * 100) - bar.n)
+
+            return await training.run(job, observe)
+    finally:
+        await training.stop()
+        await broadcaster.stop()
+        await storage.close()
+
+
+@main.command()
+@click.option("--tenant", default=None, help="Default: DEMO_TENANT or demo")
+@click.option(
+    "--kind",
+    type=click.Choice([k.value for k in ModelKind]),
+    default="recommender",
+    show_default=True,
+)
+@click.option("--activate", is_flag=True, help="Serve the new version once trained.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(tenant: str | None, kind: str, activate: bool, quiet: bool) -> None:
+    """Train a model on a tenant's data (the same job as the trainModel mutation)."""
+    settings = Settings.from_env()
+    configure_logging("WARNING")
+    slug = check_slug(tenant or settings.demo_tenant)
+    with database(settings) as settings:
+        job = asyncio.run(_train(settings, slug, ModelKind(kind), activate, quiet))
+    if job.status != JobStatus.SUCCEEDED:
+        raise click.ClickException(job.error or "training failed")
+    done = "trained and activated" if activate else "trained"
+    click.echo(f"{done} {kind} version {job.model_version} for tenant {slug}")
 
 
 @main.command()

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from tunelytics.resolvers.ratelimit import RequestLimiter
     from tunelytics.services.alerts import AlertService
     from tunelytics.services.monitoring import MonitoringService
+    from tunelytics.serving import ModelServer
+    from tunelytics.training import TrainingService
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Services:
     broadcaster: Broadcaster
     verifier: TokenVerifier
     limiter: RequestLimiter | None = None
+    training: TrainingService | None = None
+    models: ModelServer | None = None
     monitoring: MonitoringService | None = None
     alerting: AlertService | None = None
 

@@ -45,6 +45,12 @@ class RateLimited(ApiError):
     code = "RATE_LIMITED"
 
 
+class ModelNotReady(ApiError):
+    """No trained model can serve this yet: none trained, still training, failed, none active."""
+
+    code = "MODEL_NOT_READY"
+
+
 def _coded(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if isinstance(original, ApiError):

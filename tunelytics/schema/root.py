@@ -39,8 +39,10 @@ from tunelytics.schema.inputs import (
     TrackInput,
     TrackOrderBy,
 )
+from tunelytics.schema.models import ModelMutation, ModelQuery, ModelSubscription
 from tunelytics.schema.monitoring import MonitoringMutation, MonitoringQuery
 from tunelytics.schema.predict import PredictQuery
+from tunelytics.schema.recommend import RecommendQuery
 from tunelytics.schema.types import (
     Artist,
     Listen,
@@ -59,7 +61,7 @@ CtxInfo = Info[Context, None]
 
 
 @strawberry.type
-class Query(MonitoringQuery, AlertQueryRoot, PredictQuery):
+class Query(MonitoringQuery, AlertQueryRoot, PredictQuery, ModelQuery, RecommendQuery):
     @strawberry.field(description="Who you are: your tenant and roles.")
     def viewer(self, info: CtxInfo) -> Viewer:
         return Viewer.of(info.context.principal)
@@ -119,7 +121,7 @@ def _rejected(rejections: list[Rejection]) -> list[RejectedItem]:
 
 
 @strawberry.type
-class Mutation(MonitoringMutation, AlertMutation):
+class Mutation(MonitoringMutation, AlertMutation, ModelMutation):
     @strawberry.mutation(description="Create or update artists; invalid items are reported.")
     async def upsert_artists(
         self, info: CtxInfo, artists: list[ArtistInput]
@@ -159,7 +161,7 @@ class Mutation(MonitoringMutation, AlertMutation):
 
 
 @strawberry.type
-class Subscription(AlertSubscription):
+class Subscription(AlertSubscription, ModelSubscription):
     @strawberry.subscription(description="Every listen of your tenant as it is stored.")
     async def listens(
         self, info: CtxInfo, track_id: strawberry.ID | None = None

@@ -11,6 +11,7 @@ from pymongo.monitoring import CommandListener
 
 from tunelytics.storage.catalog import ArtistRepository, TrackRepository
 from tunelytics.storage.listening import ListenerRepository, ListenRepository
+from tunelytics.storage.models import ArtifactStore, JobRepository, ModelRepository
 from tunelytics.storage.tenants import TenantRepository
 
 Document = dict[str, Any]
@@ -36,6 +37,20 @@ INDEXES: dict[str, list[IndexModel]] = {
         # Only the access paths the API serves: each index slows the biggest write path.
         IndexModel([("tenant_id", ASCENDING), ("listener_id", ASCENDING), ("seq", DESCENDING)]),
     ],
+    "models": [
+        IndexModel([("tenant_id", ASCENDING), ("kind", ASCENDING), ("version", DESCENDING)]),
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("kind", ASCENDING),
+                ("status", ASCENDING),
+                ("activated_at", DESCENDING),
+            ]
+        ),
+    ],
+    "jobs": [
+        IndexModel([("tenant_id", ASCENDING), ("created_at", DESCENDING)]),
+    ],
     "predictions": [
         IndexModel([("tenant_id", ASCENDING), ("created_at", DESCENDING)]),
         IndexModel(
@@ -59,6 +74,9 @@ class Storage:
     tracks: TrackRepository
     listeners: ListenerRepository
     listens: ListenRepository
+    models: ModelRepository
+    jobs: JobRepository
+    artifacts: ArtifactStore
 
     async def ensure_indexes(self) -> None:
         for collection, indexes in INDEXES.items():
@@ -98,4 +116,7 @@ def storage_on(client: AsyncMongoClient[Document], database: str) -> Storage:
         tracks=TrackRepository(db["tracks"]),
         listeners=ListenerRepository(db["listeners"]),
         listens=ListenRepository(db["listens"]),
+        models=ModelRepository(db["models"], db["counters"]),
+        jobs=JobRepository(db["jobs"]),
+        artifacts=ArtifactStore(db),
     )
