@@ -63,8 +63,10 @@ class AlertSink(Protocol):
 
 @dataclass(frozen=True)
 class MonitoringSettings:
-    checkpoint_points: int = 1_000
-    checkpoint_seconds: float = 10.0
+    # A takeover replays the points stored after the checkpoint, so checkpoints can be
+    # rare: a detector's state is ~0.5 MB after a few thousand points.
+    checkpoint_points: int = 5_000
+    checkpoint_seconds: float = 120.0
     lease_ms: int = 60_000
     flush_seconds: float = 1.0
     retention_sweep_seconds: float = 3_600.0
