@@ -43,6 +43,7 @@ class GraphQLApp(GraphQL[Context, None]):
         super().__init__(
             build_schema(services.settings.limits),
             graphql_ide="graphiql",
+            multipart_uploads_enabled=True,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
         )
         self.services = services
@@ -95,17 +96,22 @@ def _graphql_error(code: str, message: str) -> bytes:
 class BodyLimit:
     """Refuse request bodies over the limit before they are read into memory."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Multipart requests carry files (analyzeAudio) and get the upload limit.
+        self.max_upload_bytes = max_upload_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        headers = dict(scope["headers"])
+        multipart = headers.get(b"content-type", b"").startswith(b"multipart/form-data")
+        limit = self.max_upload_bytes if multipart else self.max_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
         seen = 0
 
@@ -113,17 +119,17 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit:
                 raise _TooLarge
             return message
 
         try:
             await self.app(scope, counted, send)
         except _TooLarge:
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
-        body = _graphql_error("BAD_USER_INPUT", f"request body exceeds {self.max_bytes} bytes")
+    async def _refuse(self, send: Send, limit: int) -> None:
+        body = _graphql_error("BAD_USER_INPUT", f"request body exceeds {limit} bytes")
         await send(
             {
                 "type": "http.response.start",
@@ -300,7 +306,11 @@ def create_app(
         ],
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.limits.max_body_bytes,
+        max_upload_bytes=settings.limits.max_upload_bytes,
+    )
     app.add_middleware(RequestMetrics)
     app.state.services = services
     return app

@@ -29,6 +29,9 @@ class Limits:
     # Objects one operation may ask for: `first` multiplied down nested lists, summed.
     max_objects: int = 20_000
     max_body_bytes: int = 1_048_576
+    # Audio uploads (multipart requests to analyzeAudio) have their own limits.
+    max_upload_bytes: int = 64 * 1_048_576
+    max_audio_seconds: int = 20 * 60
     max_batch: int = 1_000
     max_page: int = 100
     # Requests per minute per caller (token subject within its tenant, or client address).
@@ -81,6 +84,8 @@ class Settings:
                 max_aliases=_int("MAX_QUERY_ALIASES", Limits.max_aliases),
                 max_objects=_int("MAX_QUERY_OBJECTS", Limits.max_objects),
                 max_body_bytes=_int("MAX_BODY_BYTES", Limits.max_body_bytes),
+                max_upload_bytes=_int("MAX_UPLOAD_BYTES", Limits.max_upload_bytes),
+                max_audio_seconds=_int("MAX_AUDIO_SECONDS", Limits.max_audio_seconds),
                 max_batch=_int("MAX_BATCH_ITEMS", Limits.max_batch),
                 max_page=_int("MAX_PAGE_SIZE", Limits.max_page),
                 rate_per_minute=_int("RATE_LIMIT_PER_MINUTE", Limits.rate_per_minute),

@@ -30,6 +30,7 @@ from tunelytics.resolvers.lookahead import selects
 from tunelytics.resolvers.observability import OperationMetrics
 from tunelytics.resolvers.ratelimit import RateLimit
 from tunelytics.schema.alerts import AlertMutation, AlertQueryRoot, AlertSubscription
+from tunelytics.schema.audio import AudioMutation, AudioQuery
 from tunelytics.schema.connections import Connection, connection
 from tunelytics.schema.inputs import (
     ArtistInput,
@@ -61,7 +62,7 @@ CtxInfo = Info[Context, None]
 
 
 @strawberry.type
-class Query(MonitoringQuery, AlertQueryRoot, PredictQuery, ModelQuery, RecommendQuery):
+class Query(MonitoringQuery, AlertQueryRoot, PredictQuery, ModelQuery, RecommendQuery, AudioQuery):
     @strawberry.field(description="Who you are: your tenant and roles.")
     def viewer(self, info: CtxInfo) -> Viewer:
         return Viewer.of(info.context.principal)
@@ -121,7 +122,7 @@ def _rejected(rejections: list[Rejection]) -> list[RejectedItem]:
 
 
 @strawberry.type
-class Mutation(MonitoringMutation, AlertMutation, ModelMutation):
+class Mutation(MonitoringMutation, AlertMutation, ModelMutation, AudioMutation):
     @strawberry.mutation(description="Create or update artists; invalid items are reported.")
     async def upsert_artists(
         self, info: CtxInfo, artists: list[ArtistInput]

@@ -9,6 +9,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.monitoring import CommandListener
 
+from tunelytics.storage.audio import INDEXES as AUDIO_INDEXES
 from tunelytics.storage.catalog import ArtistRepository, TrackRepository
 from tunelytics.storage.listening import ListenerRepository, ListenRepository
 from tunelytics.storage.models import ArtifactStore, JobRepository, ModelRepository
@@ -62,6 +63,7 @@ INDEXES: dict[str, list[IndexModel]] = {
             ]
         ),
     ],
+    **AUDIO_INDEXES,
 }
 
 
