@@ -21,9 +21,9 @@ from tests.conftest import SeededTenant
 from tests.helpers import Api, ApiServer, codes, token
 from tunelytics.domain.auth import Role
 from tunelytics.domain.monitoring.detector import SeriesDetector
-from tunelytics.domain.monitoring.points import series_id
+from tunelytics.domain.monitoring.points import PointDraft, Reason, series_id
 from tunelytics.domain.tenancy import Tenant
-from tunelytics.services.monitoring import MonitoringService
+from tunelytics.services.monitoring import MonitoringService, MonitoringSettings
 from tunelytics.storage import Storage, connect
 from tunelytics.storage.monitoring import monitoring_store
 
@@ -393,3 +393,49 @@ async def test_replay_streams_a_csv_into_a_tenant_through_the_api(
     assert [p["value"] for p in data["series"]["points"]["points"]] == [
         float(10 + (m % 3)) for m in range(40)
     ]
+
+
+async def test_one_owner_per_series_and_a_takeover_fences_the_old_owner(
+    storage: Storage,
+) -> None:
+    """Two replicas on one database: the second is refused a series the first holds;
+    once the lease expires it takes the series over, with the same detector state, and
+    the first replica's next checkpoint is refused (compare-and-set), so it stops."""
+    tenant_id = f"t-{uuid.uuid4().hex[:10]}"
+    await storage.tenants.create(Tenant(id=tenant_id, name="Leases"))
+    store = monitoring_store(storage.db)
+    first = MonitoringService(store, MonitoringSettings(lease_ms=300), owner="first")
+    second = MonitoringService(store, MonitoringSettings(lease_ms=60_000), owner="second")
+    start = int(datetime.now(UTC).timestamp() * 1000) - 3_600_000
+    values = [float(v) for v in np.random.default_rng(2).normal(10, 1, 60)]
+
+    def drafts(rows: range) -> list[PointDraft]:
+        return [PointDraft("cpu", (("host", "a"),), start + i * 60_000, values[i]) for i in rows]
+
+    taken = await first.ingest(tenant_id, drafts(range(0, 30)), 30)
+    assert taken.stored == 30
+    refused = await second.ingest(tenant_id, drafts(range(30, 31)), 30)
+    assert refused.stored == 0
+    assert [r.reason for r in refused.rejected] == [Reason.OWNED_ELSEWHERE]
+    await asyncio.sleep(0.4)  # the first replica's lease runs out (it renews nothing)
+    moved = await second.ingest(tenant_id, drafts(range(30, 60)), 30)
+    assert moved.stored == 30
+    detector = SeriesDetector()
+    expected = [detector.score_one(v, (start + i * 60_000) / 1000) for i, v in enumerate(values)]
+    sid = series_id("cpu", {"host": "a"})
+    stored = await monitoring_store(storage.db).points.between(tenant_id, sid, 0, 10**13 - 1, 100)
+    assert np.allclose([p.score for p in stored], expected, rtol=0, atol=1e-12)
+    # The first replica still holds its old detector, but its lease ran out: it must
+    # take the series again, and cannot while the second holds it.
+    late = await first.ingest(
+        tenant_id, [PointDraft("cpu", (("host", "a"),), start + 61 * 60_000, 10.0)], 30
+    )
+    assert late.stored == 0 and [r.reason for r in late.rejected] == [Reason.OWNED_ELSEWHERE]
+    assert (tenant_id, sid) not in first.owned
+    # Checkpoints are a compare-and-set on (owner, version): only the owner's current
+    # version is accepted, once.
+    version = second.owned[(tenant_id, sid)].version
+    state = SeriesDetector().state()
+    assert not await store.checkpoints.save(tenant_id, sid, "first", version, state, 1, 10**13)
+    assert await store.checkpoints.save(tenant_id, sid, "second", version, state, 1, 10**13)
+    assert not await store.checkpoints.save(tenant_id, sid, "second", version, state, 1, 10**13)

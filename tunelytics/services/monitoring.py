@@ -202,6 +202,12 @@ class MonitoringService:
 
     async def _own(self, tenant_id: str, keys: list[SeriesKey], now: int) -> set[str]:
         """Make sure this replica holds each series; returns the IDs another one holds."""
+        # A lease that ran out (no renewal: a stalled process) may have been taken over:
+        # such a series is acquired afresh, from its checkpoint, like a new one.
+        for key in keys:
+            owned = self.owned.get((tenant_id, key.id))
+            if owned is not None and owned.lease_until <= now:
+                del self.owned[(tenant_id, key.id)]
         missing = [k for k in keys if (tenant_id, k.id) not in self.owned]
         refused: set[str] = set()
         if not missing:
