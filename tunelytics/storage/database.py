@@ -9,10 +9,12 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.monitoring import CommandListener
 
+from tunelytics.storage.alerts import ALERT_INDEXES
 from tunelytics.storage.audio import INDEXES as AUDIO_INDEXES
 from tunelytics.storage.catalog import ArtistRepository, TrackRepository
 from tunelytics.storage.listening import ListenerRepository, ListenRepository
 from tunelytics.storage.models import ArtifactStore, JobRepository, ModelRepository
+from tunelytics.storage.monitoring import MONITORING_INDEXES
 from tunelytics.storage.tenants import TenantRepository
 
 Document = dict[str, Any]
@@ -64,6 +66,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
     ],
     **AUDIO_INDEXES,
+    **MONITORING_INDEXES,
+    **ALERT_INDEXES,
 }
 
 
