@@ -21,6 +21,7 @@ from tunelytics.resolvers.context import Context
 from tunelytics.resolvers.errors import Unauthenticated
 from tunelytics.resolvers.pagination import check_batch, check_first, decode_cursor
 from tunelytics.resolvers.tenancy import require_registered_tenant
+from tunelytics.storage.analytics import AnalyticsRepository
 
 CtxInfo = Info[Context, None]
 
@@ -58,9 +59,12 @@ async def upsert_listeners(
     principal = ctx.authorize(Permission.WRITE_LISTENS)
     check_batch(len(drafts), ctx.settings.limits.max_batch)
     await require_registered_tenant(ctx)
-    return await listening.upsert_listeners(
+    result = await listening.upsert_listeners(
         principal.tenant_id, drafts, ctx.storage.listeners, datetime.now(UTC)
     )
+    if result.stored:  # cached analytics of this tenant are stale now
+        await AnalyticsRepository(ctx.storage.db).bump(principal.tenant_id)
+    return result
 
 
 def listen_event(listen: Listen) -> dict[str, Any]:
@@ -92,6 +96,8 @@ async def record_listens(info: CtxInfo, drafts: list[listening.ListenDraft]) -> 
         ctx.storage.listens,
         datetime.now(UTC),
     )
+    if result.stored:  # cached analytics of this tenant are stale now
+        await AnalyticsRepository(ctx.storage.db).bump(principal.tenant_id)
     await ctx.services.broadcaster.publish_many(
         listens_channel(principal.tenant_id), [listen_event(listen) for listen in result.stored]
     )

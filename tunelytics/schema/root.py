@@ -30,6 +30,7 @@ from tunelytics.resolvers.lookahead import selects
 from tunelytics.resolvers.observability import OperationMetrics
 from tunelytics.resolvers.ratelimit import RateLimit
 from tunelytics.schema.alerts import AlertMutation, AlertQueryRoot, AlertSubscription
+from tunelytics.schema.analytics import AnalyticsQuery
 from tunelytics.schema.audio import AudioMutation, AudioQuery
 from tunelytics.schema.connections import Connection, connection
 from tunelytics.schema.inputs import (
@@ -62,7 +63,15 @@ CtxInfo = Info[Context, None]
 
 
 @strawberry.type
-class Query(MonitoringQuery, AlertQueryRoot, PredictQuery, ModelQuery, RecommendQuery, AudioQuery):
+class Query(
+    MonitoringQuery,
+    AlertQueryRoot,
+    PredictQuery,
+    ModelQuery,
+    RecommendQuery,
+    AudioQuery,
+    AnalyticsQuery,
+):
     @strawberry.field(description="Who you are: your tenant and roles.")
     def viewer(self, info: CtxInfo) -> Viewer:
         return Viewer.of(info.context.principal)
