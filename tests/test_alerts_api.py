@@ -278,3 +278,20 @@ async def test_the_demo_series_come_with_alerts_from_the_start(
     )
     names = {e["node"]["seriesName"] for e in resolved["alerts"]["edges"]}
     assert {"api_latency_ms", "cpu_percent"} <= names  # the spike and the runaway job
+
+
+async def test_an_absence_rule_fires_from_the_periodic_check(
+    api: Api, server: Any, tenant: SeededTenant
+) -> None:
+    rule = {"name": "heartbeat missing", "kind": "ABSENCE", "selector": "heartbeat",
+            "absentFor": "1m", "severity": "CRITICAL"}  # fmt: skip
+    await api.data(CREATE_RULE, {"rule": rule}, tenant.admin)
+    async with TransportWs.connect(server.ws_url, tenant.viewer) as ws:
+        await ws.subscribe(SUBSCRIBE, {"min": "CRITICAL"})
+        # The last heartbeat was ten minutes ago; nothing else arrives: only the server's
+        # periodic check (every 15 s) can notice.
+        beat = point("heartbeat", datetime.now(UTC) - timedelta(minutes=10), 1.0, service="db")
+        await ingest(api, tenant.admin, beat)
+        event = await next_event(ws, within=60)
+    assert event["kind"] == "FIRED" and _service(event) == "db"
+    assert event["alert"]["severity"] == "CRITICAL"
