@@ -775,3 +775,47 @@ async def test_point_ranges_by_string_id_and_label_sets_by_all(
     assert await ids(db.series.find(query)) == [1]
     one = {"tenant_id": {"$eq": "a"}, "label_pairs": {"$all": ["service=api"]}}
     assert sorted(await ids(db.series.find(one))) == [1, 2]
+
+
+# --- (n) $cond on a bare field path; the analytics pipelines ---------------------------------
+
+
+async def test_cond_on_a_field_path_and_the_per_listener_totals(
+    db: AsyncDatabase[Document], db_server: Server
+) -> None:
+    """`{$cond: ["$skipped", 1, 0]}` counts true skips on MongoDB; nx-27017 rejects a bare
+    field path as the condition. storage/analytics.py writes `{$eq: ["$skipped", true]}`,
+    and its other accumulators ($hour, $dayOfWeek, $addToSet of $dateToString, $min of
+    the `seq` string) after a `seq` range `$match`, all right on both."""
+    base = datetime(2024, 3, 2, 17, 30, tzinfo=UTC)  # a Saturday
+    await db.l.insert_many(
+        [{"t": "a", "l": f"l{i % 2}", "ts": base + timedelta(hours=5 * i), "seq": f"{i:013d}",
+          "skipped": i % 3 == 0} for i in range(6)]
+    )  # fmt: skip
+    bare = [{"$group": {"_id": "$l", "n": {"$sum": {"$cond": ["$skipped", 1, 0]}}}}]
+    try:
+        got: Any = sorted((d["_id"], d["n"]) for d in await run(db.l, bare))
+    except OperationFailure:
+        got = "error"
+    assert got == db_server.expect(mongodb=[("l0", 1), ("l1", 1)], nx_27017="error")
+
+    def counted(condition: Document) -> Document:
+        return {"$sum": {"$cond": [condition, 1, 0]}}
+
+    pipeline = [
+        {"$match": {"t": {"$eq": "a"}, "seq": {"$gte": f"{1:013d}", "$lt": f"{5:013d}"}}},
+        {"$group": {
+            "_id": "$l",
+            "skips": counted({"$eq": ["$skipped", True]}),
+            "evening": counted({"$gte": [{"$hour": "$ts"}, 18]}),
+            "weekend": counted({"$in": [{"$dayOfWeek": "$ts"}, [1, 7]]}),
+            "days": {"$addToSet": {"$dateToString": {"date": "$ts", "format": "%Y-%m-%d"}}},
+            "first": {"$min": "$seq"},
+        }},
+    ]  # fmt: skip
+    rows = {d["_id"]: d for d in await run(db.l, pipeline)}
+    assert {k: (v["skips"], v["evening"], v["weekend"], sorted(v["days"]), v["first"])
+            for k, v in rows.items()} == {
+        "l0": (0, 0, 2, ["2024-03-03"], f"{2:013d}"),
+        "l1": (1, 1, 2, ["2024-03-02", "2024-03-03"], f"{1:013d}"),
+    }  # fmt: skip
