@@ -114,7 +114,7 @@ def main() -> None:
             flush=True,
         )
     if args.graphql:
-        from benchmarks.audio_api import analyze_latency
+        from audio_api import analyze_latency
 
         analyze_latency(batch[0], SR)
 

@@ -73,20 +73,14 @@ def peaks(wave: np.ndarray) -> np.ndarray:
         strength = log[bins, frames]
     if bins.numel() == 0:
         return np.zeros((0, 2), dtype=np.int64)
-    keep = max(int(PEAKS_PER_SECOND * log.shape[1] * FRAME_SECONDS), 1)
-    if bins.numel() > keep:
-        # Strongest peaks per ~1 s window, so quiet passages keep theirs.
-        second = (frames.double() * FRAME_SECONDS).floor()
-        order = torch.argsort(strength, descending=True)
-        counts: Counter[int] = Counter()
-        chosen = []
-        for i in order.tolist():
-            s = int(second[i])
-            if counts[s] < PEAKS_PER_SECOND:
-                counts[s] += 1
-                chosen.append(i)
-        sel = torch.tensor(sorted(chosen))
-        bins, frames = bins[sel], frames[sel]
+    # The strongest peaks of each ~1 s window, so quiet passages keep theirs.
+    second = (frames.double() * FRAME_SECONDS).floor().numpy()
+    order = np.lexsort((-strength.numpy(), second))
+    grouped = second[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(grouped)) + 1]
+    rank = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
+    chosen = torch.from_numpy(np.sort(order[rank < PEAKS_PER_SECOND]))
+    bins, frames = bins[chosen], frames[chosen]
     result = torch.stack([frames, bins], 1).numpy()
     return result[np.lexsort((result[:, 1], result[:, 0]))]
 

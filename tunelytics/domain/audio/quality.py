@@ -17,6 +17,7 @@ verdict, ok / warning / reject, with the reasons.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -93,15 +94,21 @@ def effective_bandwidth(mono: np.ndarray, rate: int, floor_db: float = 50.0) -> 
     return float(freqs[above[-1]]) if above.size else 0.0
 
 
+@functools.lru_cache(maxsize=8)
+def _meters(rate: int) -> tuple[IntegratedLoudness, TruePeak]:
+    """Built once per sample rate (the K-weighting response depends on it); float32."""
+    return IntegratedLoudness(rate).float(), TruePeak().float()
+
+
 def assess(native: np.ndarray, rate: int, targets: QualityTargets | None = None) -> QualityReport:
     """(channels, samples) float at the file's rate -> the report with its verdict."""
     targets = targets or QualityTargets()
     mono = native.mean(axis=0)
     silence_ratio, leading, trailing = _silence(mono, rate, targets.silence_dbfs)
-    wave = torch.from_numpy(np.ascontiguousarray(native, dtype=np.float64)).unsqueeze(0)
+    wave = torch.from_numpy(np.ascontiguousarray(native, dtype=np.float32)).unsqueeze(0)
     with torch.inference_mode():
-        loudness = float(IntegratedLoudness(rate).double()(wave))
-        true_peak = float(TruePeak().double()(wave))
+        loudness = float(_meters(rate)[0](wave))
+        true_peak = float(_meters(rate)[1](wave))
     report = QualityReport(
         clipping_ratio=float((np.abs(native) >= targets.clip_level).mean()),
         silence_ratio=silence_ratio,
