@@ -13,7 +13,7 @@ import pytest
 from tunelytics.domain.monitoring import context, detector, robust, window
 from tunelytics.domain.monitoring.context import ContextConfig, ContextNovelty
 from tunelytics.domain.monitoring.detector import SeriesDetector
-from tunelytics.domain.monitoring.robust import RobustViews
+from tunelytics.domain.monitoring.robust import RobustConfig, RobustViews
 from tunelytics.domain.monitoring.window import SortedWindow
 
 HOUR = 3600.0
@@ -114,6 +114,28 @@ def test_the_robust_views_learn_the_daily_period_from_timestamps() -> None:
     for value in daily(3):
         untimed.score_one(value)
     assert untimed.period == 0
+
+
+def test_the_weekly_view_finds_a_saturday_that_behaves_like_a_weekday() -> None:
+    """The daily view is blind to it: most of the previous seven days are weekdays."""
+    rng = np.random.default_rng(11)
+    hours = np.arange(24 * 7 * 8)
+    weekend = (hours // 24) % 7 >= 5
+    daily_shape = np.sin(2 * np.pi * hours / 24)
+    series = np.where(weekend, 5 + daily_shape, 10 + 4 * daily_shape)
+    series = series + rng.normal(0, 0.2, len(hours))
+    saturday = 24 * (7 * 6 + 5)
+    series[saturday : saturday + 24] = 10 + 4 * daily_shape[saturday : saturday + 24]
+
+    def run(views: RobustViews) -> list[float]:
+        return [views.score_one(float(v), HOUR * i) for i, v in enumerate(series)]
+
+    with_weeks = run(RobustViews())
+    without_weeks = run(RobustViews(RobustConfig(max_past=0)))
+    found = max(with_weeks[saturday : saturday + 24])
+    assert found > 0.99
+    assert found > max(with_weeks[24 * 7 * 4 : saturday])
+    assert found > max(without_weeks[saturday : saturday + 24])
 
 
 def test_context_novelty_finds_a_shape_never_seen() -> None:

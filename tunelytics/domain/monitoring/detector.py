@@ -26,7 +26,7 @@ import numpy as np
 from tunelytics.domain.monitoring.context import ContextConfig, ContextNovelty
 from tunelytics.domain.monitoring.robust import RobustConfig, RobustViews
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 @dataclass(frozen=True)

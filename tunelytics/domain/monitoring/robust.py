@@ -1,11 +1,12 @@
 """Robust statistical views of a series: each point as a robust z-score against its own past.
 
-Four views: the value against the recent level (spikes, level shifts), the step from the
+Five views: the value against the recent level (spikes, level shifts), the step from the
 previous point (sudden jumps), the mean of the last few points against the level (drifts,
 sustained shifts), and, once the sampling interval and a few days are known, the residual
-from the same time on previous days (changed daily rhythm). Each view is calibrated into a
-tail rank among its own recent history (`tail_rank`), so one threshold fits every series;
-the score is the strongest view.
+from the same time on previous days (changed daily rhythm) and on the same weekday of
+previous weeks (changed weekly rhythm: a Saturday that behaves like a Monday). Each view
+is calibrated into a tail rank among its own recent history (`tail_rank`), so one
+threshold fits every series; the score is the strongest view.
 
 >>> d = RobustViews()
 >>> scores = [d.score_one(float(x % 7)) for x in range(400)] + [d.score_one(60.0)]
@@ -24,7 +25,8 @@ from tunelytics.domain.monitoring.context import tail_rank
 from tunelytics.domain.monitoring.window import SortedWindow
 
 DAY = 86_400.0
-VIEWS = 4
+WEEK = 7
+VIEWS = 5
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class RobustConfig:
     warmup: int = 30
     # Daily rhythm: how many past days the seasonal reference takes its median over.
     seasonal_days: int = 7
+    # Weekly rhythm: past weeks for its median; only where that many weeks fit in memory.
+    seasonal_weeks: int = 3
+    max_past: int = 20_000
     # Points whose spacing gives the sampling interval (their median).
     interval_sample: int = 20
 
@@ -54,6 +59,7 @@ class RobustViews:
         self.levels = SortedWindow(c.level_window)
         self.steps = SortedWindow(c.level_window)
         self.residuals = SortedWindow(c.level_window)
+        self.weekly_residuals = SortedWindow(c.level_window)
         self.recent: deque[float] = deque(maxlen=c.short_mean)
         self.histories = [SortedWindow(c.history_window) for _ in range(VIEWS)]
         self.previous: float | None = None
@@ -61,6 +67,7 @@ class RobustViews:
         self.gaps: list[float] = []
         self.last_at: float | None = None
         self.period = 0
+        self.week = 0  # points per week, where weeks fit in memory
         self.past: deque[float] = deque()
 
     def score_one(self, value: float, at: float | None = None) -> float:
@@ -68,19 +75,25 @@ class RobustViews:
         learn it. Never uses later points."""
         c = self.config
         self._learn_interval(at)
-        seasonal = self._seasonal_residual(value)
+        seasonal = self._seasonal_residual(value, self.period, c.seasonal_days)
+        weekly = self._seasonal_residual(value, self.week, c.seasonal_weeks)
         self.recent.append(value)
         score = 0.0
         if len(self.levels) >= c.warmup and self.previous is not None:
             floor = 1e-9 + 1e-6 * abs(self.levels.median())
             views = [
-                _robust_z(value, self.levels, floor),
-                _robust_z(value - self.previous, self.steps, floor),
-                _robust_z(sum(self.recent) / len(self.recent), self.levels, floor),
+                (_robust_z(value, self.levels, floor), self.histories[0]),
+                (_robust_z(value - self.previous, self.steps, floor), self.histories[1]),
+                (
+                    _robust_z(sum(self.recent) / len(self.recent), self.levels, floor),
+                    self.histories[2],
+                ),
             ]
             if seasonal is not None and len(self.residuals) >= c.warmup:
-                views.append(_robust_z(seasonal, self.residuals, floor))
-            for view, history in zip(views, self.histories, strict=False):
+                views.append((_robust_z(seasonal, self.residuals, floor), self.histories[3]))
+            if weekly is not None and len(self.weekly_residuals) >= c.warmup:
+                views.append((_robust_z(weekly, self.weekly_residuals, floor), self.histories[4]))
+            for view, history in views:
                 if len(history) >= c.warmup:
                     score = max(score, tail_rank(view, history))
                 history.add(view)
@@ -88,6 +101,8 @@ class RobustViews:
             self.steps.add(value - self.previous)
         if seasonal is not None:
             self.residuals.add(seasonal)
+        if weekly is not None:
+            self.weekly_residuals.add(weekly)
         self.levels.add(value)
         if self.period > 0:
             self.past.append(value)
@@ -109,14 +124,23 @@ class RobustViews:
             # Too coarse for a daily shape, or too fine to hold days of it: no seasonal view.
             self.period = per_day if 4 <= per_day <= 2_000 else -1
             if self.period > 0:
-                self.past = deque(maxlen=self.period * self.config.seasonal_days)
+                self._start_seasons()
 
-    def _seasonal_residual(self, value: float) -> float | None:
-        """`value` minus the median of the same time on the previous days (two at least)."""
-        if self.period <= 0 or len(self.past) < 2 * self.period:
+    def _start_seasons(self) -> None:
+        c = self.config
+        weeks = WEEK * self.period * c.seasonal_weeks
+        self.week = WEEK * self.period if weeks <= c.max_past else 0
+        self.past = deque(
+            self.past, maxlen=max(self.period * c.seasonal_days, weeks if self.week else 0)
+        )
+
+    def _seasonal_residual(self, value: float, period: int, most: int) -> float | None:
+        """`value` minus the median of the same time in the previous periods (two at least,
+        `most` at most)."""
+        if period <= 0 or len(self.past) < 2 * period:
             return None
         n = len(self.past)
-        same_time = sorted(self.past[n - k * self.period] for k in range(1, n // self.period + 1))
+        same_time = sorted(self.past[n - k * period] for k in range(1, min(n // period, most) + 1))
         m = len(same_time)
         middle = same_time[m // 2] if m % 2 else 0.5 * (same_time[m // 2 - 1] + same_time[m // 2])
         return value - middle
@@ -126,6 +150,7 @@ class RobustViews:
             "levels": self.levels.state(),
             "steps": self.steps.state(),
             "residuals": self.residuals.state(),
+            "weekly_residuals": self.weekly_residuals.state(),
             "recent": list(self.recent),
             "histories": [h.state() for h in self.histories],
             "previous": self.previous,
@@ -141,12 +166,14 @@ class RobustViews:
         views.levels = SortedWindow.from_state(state["levels"])
         views.steps = SortedWindow.from_state(state["steps"])
         views.residuals = SortedWindow.from_state(state["residuals"])
+        views.weekly_residuals = SortedWindow.from_state(state["weekly_residuals"])
         views.recent.extend(state["recent"])
         views.histories = [SortedWindow.from_state(h) for h in state["histories"]]
         views.previous = state["previous"]
         views.gaps = list(state["gaps"])
         views.last_at = state["last_at"]
         views.period = state["period"]
+        views.past = deque(state["past"])
         if views.period > 0:
-            views.past = deque(state["past"], maxlen=views.period * views.config.seasonal_days)
+            views._start_seasons()
         return views
