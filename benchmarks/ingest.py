@@ -115,7 +115,7 @@ async def latency_run(ws_url: str, url: str, tok: str, probes: int, batch: int) 
             points = [
                 {
                     "series": "probe_background",
-                    "labels": [{"name": "k", "value": f"b{i % 100}"}],
+                    "labels": [{"name": "k", "value": f"b{batch}-{i % 100}"}],
                     "timestamp": (base + timedelta(minutes=probe * background + i)).isoformat(),
                     "value": 1.0,
                 }
@@ -128,7 +128,7 @@ async def latency_run(ws_url: str, url: str, tok: str, probes: int, batch: int) 
                 points.append(
                     {
                         "series": "probe_latency",
-                        "labels": [{"name": "probe", "value": "p"}],
+                        "labels": [{"name": "probe", "value": f"p{batch}"}],
                         "timestamp": at.isoformat(),
                         "value": value,
                     }
@@ -206,6 +206,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--series", type=int, default=200)
     parser.add_argument("--probes", type=int, default=30)
+    parser.add_argument(
+        "--latency-batches", default="1000,100,10", help="Batch sizes of the latency probes."
+    )
     args = parser.parse_args()
     print("\n".join(machine_report(sys.argv)))
     secret = new_secret()
@@ -234,11 +237,14 @@ def main() -> None:
             cpu_before = (cpu_seconds(server.pid), cpu_seconds(mongo.process.pid))
             took = asyncio.run(ingest_run(server.graphql_url, admin, batches))
             cpu_after = (cpu_seconds(server.pid), cpu_seconds(mongo.process.pid))
-            latencies = sorted(
-                asyncio.run(
-                    latency_run(server.ws_url, server.graphql_url, admin, args.probes, args.batch)
+            latencies = {
+                size: sorted(
+                    asyncio.run(
+                        latency_run(server.ws_url, server.graphql_url, admin, args.probes, size)
+                    )
                 )
-            )
+                for size in (int(x) for x in args.latency_batches.split(","))
+            }
         storage_took = asyncio.run(storage_baseline(mongo.url, batches))
     detector_took = detector_baseline(batches)
     server_cpu = cpu_after[0] - cpu_before[0]
@@ -285,12 +291,13 @@ def main() -> None:
             ["alert latency, ingest call -> WS event", "probes", "p50 ms", "p99 ms", "max ms"],
             [
                 [
-                    f"batch of {args.batch}, 1 point over a threshold",
-                    len(latencies),
-                    f"{percentile(latencies, 50) * 1000:.0f}",
-                    f"{percentile(latencies, 99) * 1000:.0f}",
-                    f"{latencies[-1] * 1000:.0f}",
+                    f"batch of {size}, 1 point over a threshold",
+                    len(values),
+                    f"{percentile(values, 50) * 1000:.0f}",
+                    f"{percentile(values, 99) * 1000:.0f}",
+                    f"{values[-1] * 1000:.0f}",
                 ]
+                for size, values in latencies.items()
             ],
         )
     )
