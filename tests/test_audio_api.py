@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,8 +13,11 @@ import pytest
 
 from tests.conftest import SeededTenant
 from tests.helpers import ApiServer, codes
+from tests.test_cli import cli
 from tunelytics.domain.audio.decode import encode_wav
 from tunelytics.domain.audio.synth import Style, synthesize
+from tunelytics.storage import Storage
+from tunelytics.storage.audio import AudioStore
 
 UPLOAD_LIMIT = 3_000_000
 RATE = 22050
@@ -173,3 +177,35 @@ def test_roles_and_tenancy(
     # And the same audio in the first tenant matches nothing of the other's catalogue.
     body = upload(audio_server, tenant.admin, track_id, wave)
     assert body["data"]["analyzeAudio"]["identified"] is None
+
+
+async def test_cli_analyze(
+    mongo_url: str,
+    database_name: str,
+    storage: Storage,
+    tenant: SeededTenant,
+    tmp_path: Path,
+) -> None:
+    wave = _track(6.0, seed=7, tonic=2)
+    first, second, bad = tmp_path / "a.wav", tmp_path / "b.flac", tmp_path / "c.wav"
+    first.write_bytes(encode_wav(wave, RATE))
+    second.write_bytes(encode_wav(wave, RATE, format="FLAC"))
+    bad.write_bytes(b"not audio" * 100)
+    ids = [t.id for t in tenant.demo.tracks[5:8]]
+    env = {"MONGODB_URL": mongo_url, "MONGODB_DATABASE": database_name}
+    args = ["analyze", str(first), str(second), str(bad), "--tenant", tenant.id, "--quiet"]
+    for track_id in ids:
+        args += ["--track-id", track_id]
+    done = cli(*args, env=env, timeout=300)
+    assert done.returncode == 1, done.stderr  # the third file is refused
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 3
+    assert f"{ids[0]}: " in lines[0] and "D minor" in lines[0]
+    assert f"duplicate of {ids[0]}" in lines[1]
+    assert "rejected: not a decodable audio file" in lines[2]
+    stored = await AudioStore(storage.db).analysis(tenant.id, ids[1])
+    assert stored is not None and stored.duplicates[0].track_id == ids[0]
+    track = await storage.db["tracks"].find_one({"tenant_id": tenant.id, "id": ids[1]})
+    assert track is not None and len(track["audio_embedding"]) == len(stored.embedding)
+    mismatched = cli("analyze", str(first), "--track-id", "x", "--track-id", "y", env=env)
+    assert mismatched.returncode == 2 and "one per path" in mismatched.stderr

@@ -215,6 +215,36 @@ def train(tenant: str | None, kind: str, activate: bool, quiet: bool) -> None:
 
 
 @main.command()
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--tenant", default=None, help="Default: DEMO_TENANT or demo")
+@click.option(
+    "--track-id", "track_ids", multiple=True, help="One per path, in order; default: file stem."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def analyze(
+    paths: tuple[Path, ...], tenant: str | None, track_ids: tuple[str, ...], quiet: bool
+) -> None:
+    """Analyse audio files for tracks of a tenant (the same analysis as analyzeAudio)."""
+    from tunelytics import audio_batch
+
+    settings = Settings.from_env()
+    configure_logging("WARNING")
+    slug = check_slug(tenant or settings.demo_tenant)
+    try:
+        ids = audio_batch.track_ids(list(paths), list(track_ids))
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    with database(settings) as settings:
+        outcomes = asyncio.run(audio_batch.analyze_files(settings, slug, list(paths), ids, quiet))
+    for outcome in outcomes:
+        click.echo(outcome.line())
+    if any(o.analysis is None for o in outcomes):
+        raise SystemExit(1)
+
+
+@main.command()
 @click.option("--tenant", required=True)
 @click.option(
     "--role", "roles", multiple=True, required=True, type=click.Choice([r.value for r in Role])
