@@ -10,7 +10,12 @@ from tunelytics.storage import Storage
 from tunelytics.storage.scope import tenant_scope
 
 CHUNK = 10_000
-TENANT_COLLECTIONS = ("artists", "tracks", "listeners", "listens")
+TENANT_COLLECTIONS = (
+    "artists", "tracks", "listeners", "listens",
+    # Monitoring: series, points, detector checkpoints, the alerting state.
+    "metric_series", "metric_points", "metric_checkpoints", "alert_rules", "silences",
+    "alerts", "incidents", "webhooks", "noise_models",
+)  # fmt: skip
 Progress = Callable[[int], None]
 
 
