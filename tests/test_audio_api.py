@@ -209,3 +209,19 @@ async def test_cli_analyze(
     assert track is not None and len(track["audio_embedding"]) == len(stored.embedding)
     mismatched = cli("analyze", str(first), "--track-id", "x", "--track-id", "y", env=env)
     assert mismatched.returncode == 2 and "one per path" in mismatched.stderr
+
+
+async def test_demo_audio_shows_analyses_and_a_duplicate(storage: Storage) -> None:
+    from tests.conftest import make_tenant
+    from tunelytics.audio_demo import demo_clip_count, seed_audio
+
+    demo = await make_tenant(storage, seed=3)
+    assert await seed_audio(storage, demo.id) == demo_clip_count()
+    store = AudioStore(storage.db)
+    ids = sorted(t.id for t in demo.demo.tracks)[: demo_clip_count()]
+    analyses = [await store.analysis(demo.id, track_id) for track_id in ids]
+    assert all(a is not None for a in analyses)
+    last = analyses[-1]
+    assert last is not None and [d.track_id for d in last.duplicates] == [ids[0]]
+    first = analyses[0]
+    assert first is not None and (first.key, first.mode) == ("A", "minor")

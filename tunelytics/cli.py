@@ -69,6 +69,7 @@ async def _seed(settings: Settings, tenant: str, size: DemoSize, reset: bool, qu
         ) as bar:
             await seed_demo(storage, tenant, size=size, progress=bar.update)
         await _seed_monitoring(storage, tenant, quiet)
+        await _seed_audio(storage, tenant, quiet)
         return True
     finally:
         await storage.close()
@@ -80,6 +81,14 @@ async def _seed_monitoring(storage: Storage, tenant: str, quiet: bool) -> None:
     with tqdm(total=demo_point_count(), desc=f"series of {tenant}", unit=" points",
               disable=quiet, unit_scale=True) as bar:  # fmt: skip
         await seed_monitoring(storage, tenant, progress=bar.update)
+
+
+async def _seed_audio(storage: Storage, tenant: str, quiet: bool) -> None:
+    from tunelytics.audio_demo import demo_clip_count, seed_audio
+
+    with tqdm(total=demo_clip_count(), desc=f"audio of {tenant}", unit=" clips",
+              disable=quiet) as bar:  # fmt: skip
+        await seed_audio(storage, tenant, progress=bar.update)
 
 
 def tune_garbage_collector() -> None:
