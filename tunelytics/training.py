@@ -178,22 +178,27 @@ class TrainingService:
         created_by: str,
         activate: bool = False,
         observe: Observer | None = None,
+        params: dict[str, Any] | None = None,
     ) -> Job:
-        """Create the job and run it in the background; returns the queued job at once."""
+        """Create the job and run it in the background; returns the queued job at once.
+        `params` override the trainer's defaults for this job."""
         self.trainer(kind)
         job = await self.storage.jobs.create(tenant_id, kind, created_by, activate)
-        task = asyncio.create_task(self.run(job, observe), name=f"train-{job.id}")
+        task = asyncio.create_task(self.run(job, observe, params), name=f"train-{job.id}")
         self.running.add(task)
         task.add_done_callback(self.running.discard)
         return job
 
-    async def run(self, job: Job, observe: Observer | None = None) -> Job:
+    async def run(
+        self, job: Job, observe: Observer | None = None, overrides: dict[str, Any] | None = None
+    ) -> Job:
         """Run a job to its end (the CLI awaits this directly). Never raises for a failed
         training: the job comes back FAILED with its error."""
         trainer = self.trainer(job.kind)
         tenant = job.tenant_id
         timings: dict[str, float] = {}
         version: int | None = None
+        params: dict[str, Any] = {**trainer.params, **(overrides or {})}
 
         async def report(progress: float, message: str, **fields: Any) -> None:
             job.progress = round(min(max(progress, 0.0), 1.0), 4)
@@ -223,7 +228,7 @@ class TrainingService:
                     created_at=datetime.now(UTC),
                     created_by=job.created_by,
                     job_id=job.id,
-                    params=dict(trainer.params),
+                    params=_plain(params),
                 )
             )
             await report(0.0, "reading data", status=JobStatus.RUNNING, model_version=version)
@@ -235,7 +240,6 @@ class TrainingService:
 
             started = time.perf_counter()
             loop = asyncio.get_running_loop()
-            params = dict(trainer.params)
 
             def fit() -> tuple[Any, bytes]:
                 model = trainer.fit(data, params, pump.from_thread)
@@ -307,6 +311,18 @@ class TrainingService:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+# The demo's model is trained at first start, while someone waits for GraphiQL: a lighter
+# configuration (no ALS, which adds little on the demo data, and a smaller blend sample)
+# trains in a fraction of the time (docs/benchmarks.md).
+DEMO_PARAMS: dict[ModelKind, dict[str, Any]] = {
+    ModelKind.RECOMMENDER: {
+        "components": ["ease", "genre", "artist", "audio", "popularity"],
+        "blend_listeners": 256,
+        "blend_steps": 20,
+    }
+}
+
+
 def progress_logger(step: float = 0.25) -> Observer:
     """Logs a job's progress every `step` and its end (the demo's training at start-up)."""
     logged = [-1.0]
@@ -336,7 +352,12 @@ async def train_demo_model(training: TrainingService, tenant_id: str) -> Job | N
         if versions and versions[0].status != ModelStatus.FAILED:
             return None
         job = await training.start(
-            tenant_id, kind, "serve", activate=True, observe=progress_logger()
+            tenant_id,
+            kind,
+            "serve",
+            activate=True,
+            observe=progress_logger(),
+            params=DEMO_PARAMS.get(kind),
         )
     except Exception:
         log.exception("cannot train the demo recommender")
