@@ -148,10 +148,11 @@ def forecast_regular(
 
 
 def _origins(n: int, horizon: int, day: int) -> tuple[int, np.ndarray]:
-    """Where the backtest starts forecasting: the last stretch of history, at least a day
-    (errors differ by time of day) and ten horizons long when the history allows."""
+    """Where the backtest starts forecasting: the last stretch of history, a week (errors
+    differ by time of day and weekday; a week of NAB backtests gave a lower MASE and more
+    honest coverage than one day) and ten horizons long when the history allows."""
     longest = n - horizon - max(2 * horizon, n // 2)
-    span = max(0, min(longest, max(10 * horizon, day, 48)))
+    span = max(0, min(longest, max(10 * horizon, 7 * day, 48)))
     last = n - horizon
     stride = max(1, math.ceil((span + 1) / MAX_ORIGINS))
     origins = np.arange(last - span, last + 1, stride)
