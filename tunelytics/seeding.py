@@ -7,6 +7,7 @@ from collections.abc import Callable
 from tunelytics.domain.demo import Demo, DemoSize, generate_demo
 from tunelytics.domain.tenancy import Tenant
 from tunelytics.storage import Storage
+from tunelytics.storage.analytics import AnalyticsRepository
 from tunelytics.storage.scope import tenant_scope
 
 CHUNK = 10_000
@@ -56,4 +57,5 @@ async def seed_demo(
         chunk = demo.listens[start : start + CHUNK]
         await storage.listens.insert_many(tenant_id, chunk)
         step(len(chunk))
+    await AnalyticsRepository(storage.db).bump(tenant_id)  # cached analytics are stale
     return demo

@@ -2,9 +2,9 @@
 
 Every field of one `analytics(from, to)` shares one snapshot (three database reads),
 cached per (tenant, range) and tagged with the tenant's data version, which every
-recordListens / upsertListeners bumps (resolvers/listening.py): a new listen or listener
-makes the next query read afresh, on every replica, since the version lives in the
-database. Heavy results computed from a snapshot (segments) are cached with it.
+recordListens / upsertListeners (resolvers/listening.py) and seeding bumps: a new listen
+or listener makes the next query read afresh, on every replica, since the version lives
+in the database. Heavy results computed from a snapshot (segments) are cached with it.
 Viewers and up may read analytics (Permission.READ).
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -33,6 +34,8 @@ T = TypeVar("T")
 DEFAULT_RANGE = timedelta(days=28)
 MAX_GROUP_IDS = 10_000
 CACHE_ENTRIES = 64
+# A backstop for writes that bypass the version (a raw import into the database).
+CACHE_TTL_S = 600.0
 
 
 @dataclass(slots=True)
@@ -40,6 +43,7 @@ class Snapshot:
     version: int
     activity: Activity
     results: dict[Any, Any] = field(default_factory=dict)
+    loaded_at: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -68,7 +72,11 @@ async def snapshot(info: CtxInfo, r: DayRange) -> Snapshot:
     lock = _loading.setdefault(key, asyncio.Lock())
     async with lock:  # one read per key at a time; the other requests wait for it
         cached = _cache.get(key)
-        if cached is not None and cached.version == version:
+        if (
+            cached is not None
+            and cached.version == version
+            and time.monotonic() - cached.loaded_at < CACHE_TTL_S
+        ):
             _cache.move_to_end(key)
             return cached
         fresh = Snapshot(version, await repo.activity(tenant, r))
