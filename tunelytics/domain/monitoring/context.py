@@ -56,7 +56,9 @@ class ContextNovelty:
         self.config = c = config or ContextConfig()
         self.recent: deque[float] = deque(maxlen=c.length - 1)  # what precedes the next value
         self.pending: deque[np.ndarray] = deque()  # the newest contexts, not searched yet
-        self.contexts = np.zeros((c.memory, c.length))
+        # One context per column: the distance is then a sum over rows, the fast direction.
+        self.contexts = np.zeros((c.length, c.memory))
+        self._scratch = np.empty((c.length, c.memory))
         self.stored = 0  # contexts ever moved into `contexts` (ring position = stored % memory)
         self.distances = SortedWindow(c.history)
 
@@ -69,9 +71,11 @@ class ContextNovelty:
         context = np.array([*self.recent, value])
         score = 0.0
         if self.stored >= c.min_memory:
-            known = self.contexts[: min(self.stored, c.memory)]
+            held = min(self.stored, c.memory)
+            diff = self._scratch[:, :held]
             with np.errstate(over="ignore", invalid="ignore"):  # huge values: inf, not NaN
-                distance = float(np.abs(known - context).sum(axis=1).min())
+                np.subtract(self.contexts[:, :held], context[:, None], out=diff)
+                distance = float(np.abs(diff, out=diff).sum(axis=0).min())
             if math.isnan(distance):
                 distance = math.inf
             if len(self.distances) >= c.warmup:
@@ -80,7 +84,7 @@ class ContextNovelty:
         self.recent.append(value)
         self.pending.append(context)
         if len(self.pending) > c.gap:
-            self.contexts[self.stored % c.memory] = self.pending.popleft()
+            self.contexts[:, self.stored % c.memory] = self.pending.popleft()
             self.stored += 1
         return score
 
@@ -95,7 +99,7 @@ class ContextNovelty:
         return {
             "recent": list(self.recent),
             "pending": [p.tolist() for p in self.pending],
-            "contexts": self.contexts[order].tolist(),
+            "contexts": self.contexts[:, order].T.tolist(),
             "stored": self.stored,
             "distances": self.distances.state(),
         }
@@ -111,6 +115,6 @@ class ContextNovelty:
         detector.stored = state["stored"]
         held = min(detector.stored, c.memory)
         for k, row in enumerate(state["contexts"]):
-            detector.contexts[(detector.stored - held + k) % c.memory] = row
+            detector.contexts[:, (detector.stored - held + k) % c.memory] = row
         detector.distances = SortedWindow.from_state(state["distances"])
         return detector
