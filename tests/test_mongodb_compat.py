@@ -812,7 +812,7 @@ async def test_cond_on_a_field_path_and_the_per_listener_totals(
         "l0": (f"{2:013d}", ["2024-03-03T03", "2024-03-03T13"], ["2024-03-03"]),
         "l1": (f"{1:013d}", ["2024-03-02T22", "2024-03-03T08"], ["2024-03-02", "2024-03-03"]),
     }
-    skips = [
+    skips: list[Document] = [
         match,
         {"$match": {"skipped": {"$eq": True}}},
         {"$group": {"_id": "$l", "n": {"$sum": 1}}},
