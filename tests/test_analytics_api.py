@@ -148,7 +148,7 @@ async def test_ab_test_compares_plans_and_refuses_tiny_groups(
     body = await api.post(AB, tiny, tenant.viewer)
     assert codes(body) == ["BAD_USER_INPUT"], body
     assert body["errors"][0]["extensions"]["reason"] == "NOT_ENOUGH_DATA"
-    assert body["data"] is None
+    assert body["data"] == {"analytics": {"abTest": None}}
 
 
 async def test_bad_ranges_and_inputs_are_clear_errors(api: Api, tenant: SeededTenant) -> None:
@@ -199,3 +199,32 @@ async def test_analytics_of_one_tenant_never_count_another(
     counts[other_tenant.demo.listeners[0].id] += 1  # the listen recorded above
     got = body["analytics"]["abTest"]
     assert got["valueA"] == pytest.approx(sum(counts[i] for i in ids[:5]) / 5)
+
+
+README_QUERY = """query($from: DateTime, $to: DateTime) {
+  analytics(from: $from, to: $to) {
+    from to
+    engagement(groupBy: PLAN) { group dau wau mau stickiness listens listeners
+      listeningTimeMs skipRate }
+    retention(cohort: WEEK) { cohorts { start size weeks } }
+    funnel(steps: [SIGNED_UP, FIRST_LISTEN, TEN_LISTENS, THREE_DAYS, PAID_PLAN]) {
+      step listeners fromPrevious fromStart }
+    segments { k silhouette segments { id size description features centroid } }
+    abTest(groupA: {plan: "free"}, groupB: {plan: "premium"}, metric: LISTENS_PER_LISTENER) {
+      test valueA valueB effect lower upper pValue lift cohensD nA nB } } }"""
+
+
+async def test_the_readme_query_answers_in_one_request(api: Api, tenant: SeededTenant) -> None:
+    body = await api.post(README_QUERY, span(tenant), tenant.viewer)
+    result = body["data"]["analytics"]
+    # 10 listeners: too few per plan for a test. The refusal nulls abTest alone.
+    assert [e["path"] for e in body["errors"]] == [["analytics", "abTest"]], body
+    assert body["errors"][0]["extensions"]["reason"] == "NOT_ENOUGH_DATA"
+    assert result["abTest"] is None
+    plans = {li.plan for li in tenant.demo.listeners}
+    assert {row["group"] for row in result["engagement"]} == plans
+    assert sum(row["listens"] for row in result["engagement"]) == len(tenant.demo.listens)
+    assert result["funnel"][0]["step"] == "SIGNED_UP"
+    assert sum(s["size"] for s in result["segments"]["segments"]) == len(
+        {li.listener_id for li in tenant.demo.listens}
+    )

@@ -144,7 +144,10 @@ class AbTest:
     n_b: int
 
 
-@strawberry.type(description="Business analytics over whole UTC days [from, to).")
+@strawberry.type(
+    description="Business analytics over whole UTC days [from, to). `segments` and `abTest` "
+    "are nullable: a refusal there (NOT_ENOUGH_DATA) leaves the other fields' data intact."
+)
 class Analytics:
     range: strawberry.Private[DayRange]
 
@@ -197,7 +200,7 @@ class Analytics:
         ]
 
     @strawberry.field(description="k-means segments of behaviour; k by silhouette if not given.")
-    async def segments(self, info: CtxInfo, k: int | None = None) -> Segmentation:
+    async def segments(self, info: CtxInfo, k: int | None = None) -> Segmentation | None:
         snap = await resolvers.snapshot(info, self.range)
         found = await resolvers.computed(
             snap, ("segments", k), lambda: domain_segments.segments(snap.activity, k)
@@ -226,7 +229,7 @@ class Analytics:
         group_b: ListenerGroupInput,
         metric: AbMetric,  # type: ignore[valid-type]
         level: float = 0.95,
-    ) -> AbTest:
+    ) -> AbTest | None:
         snap = await resolvers.snapshot(info, self.range)
         c = resolvers.ab_test(
             snap.activity, group_a.to_domain(), group_b.to_domain(), metric, level
