@@ -60,7 +60,7 @@ class ApiServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/graphql"
 
-    def start(self, timeout: float = 30.0, expect_ready: bool = True) -> ApiServer:
+    def start(self, timeout: float = 120.0, expect_ready: bool = True) -> ApiServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tunelytics", "serve", "--no-demo", "--port", str(self.port)],
