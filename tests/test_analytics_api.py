@@ -118,6 +118,20 @@ async def test_a_new_listen_invalidates_the_cached_analytics(
     after = (await api.data(ENGAGEMENT, variables, tenant.viewer))["analytics"]["engagement"][0]
     assert after["listens"] == before["listens"] + 1
     assert after["listeningTimeMs"] == before["listeningTimeMs"] + listen["msPlayed"]
+    # A listener's new plan moves them between the PLAN groups at once.
+    by_plan = {**variables, "groupBy": "PLAN"}
+    rows = (await api.data(ENGAGEMENT, by_plan, tenant.viewer))["analytics"]["engagement"]
+    who = tenant.demo.listeners[0]
+    new_plan = "student" if who.plan != "student" else "family"
+    listeners = {r["group"]: r["listeners"] for r in rows}
+    upsert = """mutation($l: [ListenerInput!]!) { upsertListeners(listeners: $l) {
+      listeners { id } rejected { index } } }"""
+    await api.data(upsert, {"l": [{"id": who.id, "country": who.country, "plan": new_plan}]},
+                   tenant.admin)  # fmt: skip
+    rows = (await api.data(ENGAGEMENT, by_plan, tenant.viewer))["analytics"]["engagement"]
+    moved = {r["group"]: r["listeners"] for r in rows}
+    assert moved.get(new_plan, 0) == listeners.get(new_plan, 0) + 1
+    assert moved.get(who.plan, 0) == listeners[who.plan] - 1
 
 
 async def test_ab_test_compares_plans_and_refuses_tiny_groups(
