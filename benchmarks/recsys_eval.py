@@ -130,24 +130,22 @@ def item_knn(train: sp.csr_matrix) -> Scorer:
 
 
 def ease(train: sp.csr_matrix, lam: float) -> Scorer:
-    """EASE (Steck 2019), textbook: B = I - P / diag(P), P = (X'X + lambda I)^-1, over the
-    items seen in training (float32, torch.linalg)."""
-    x = (train > 0).astype(np.float32).tocsr()
-    seen = np.flatnonzero(np.asarray(x.sum(0)).ravel() > 0)
-    xs = x[:, seen]
-    gram = torch.from_numpy((xs.T @ xs).toarray())
-    gram.diagonal().add_(lam)
-    p = torch.linalg.inv(gram)
-    b = p / (-p.diagonal())
-    b.diagonal().zero_()
-    del gram, p
-    seen_t = torch.from_numpy(seen.astype(np.int64))
-    dense = torch.from_numpy(xs.toarray())
+    """EASE (Steck 2019), exact: B = I - P / diag(P), P = (X'X + lambda I)^-1. With fewer
+    listeners than items, Woodbury gives P = (I - X' (XX' + lambda I)^-1 X) / lambda, so
+    scores x_u B = x_u - (x_u P) / diag(P) need no items x items matrix (float64)."""
+    x = (train > 0).astype(np.float64).tocsr()
+    if x.shape[0] > x.shape[1]:
+        raise SystemExit("EASE here assumes fewer listeners than items")
+    dense = torch.from_numpy(x.toarray())
+    kernel = torch.from_numpy((x @ x.T).toarray())
+    kernel.diagonal().add_(lam)
+    solved = torch.linalg.solve(kernel, dense)  # (XX' + lambda I)^-1 X
+    diag_p = (1.0 - (dense * solved).sum(0)) / lam
 
     def score(rows: np.ndarray) -> torch.Tensor:
-        out = torch.full((len(rows), x.shape[1]), -1e9)
-        out[:, seen_t] = dense[torch.from_numpy(rows.astype(np.int64))] @ b
-        return out
+        xb = dense[torch.from_numpy(rows.astype(np.int64))]
+        xp = (xb - (xb @ dense.T) @ solved) / lam
+        return (xb - xp / diag_p).float()
 
     return score
 
@@ -224,6 +222,9 @@ def main() -> int:
     parser.add_argument("--min-items", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-tune", action="store_true", help="README settings, no grid")
+    parser.add_argument(
+        "--product-config", default="", help="RecommenderConfig overrides, e.g. factors=128"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = args.models.split(",")
@@ -260,7 +261,9 @@ def main() -> int:
     if "itemknn" in models:
         run("item-kNN (cosine)", lambda: item_knn(train))
     if "ease" in models:
-        grid = [{"lam": v} for v in ([100.0] if args.no_tune else [50.0, 100.0, 200.0, 400.0])]
+        grid = [
+            {"lam": v} for v in ([100.0] if args.no_tune else [50.0, 100.0, 200.0, 400.0, 800.0])
+        ]
         p = tune("EASE", ease, grid, fit_train, valid)
         run(f"EASE (lambda {p['lam']:g})", lambda: ease(train, **p))
     if "als" in models:
@@ -276,7 +279,10 @@ def main() -> int:
             lambda: implicit_als(train, int(p["factors"]), p["reg"], p["alpha"]),
         )
     if "product" in models:
-        config = RecommenderConfig()
+        overrides = dict(kv.split("=") for kv in args.product_config.split(",") if kv)
+        config = RecommenderConfig(
+            **{k: type(getattr(RecommenderConfig(), k))(v) for k, v in overrides.items()}
+        )
         run("tunelytics hybrid (train_recommender)", lambda: product(train, item_ids, config))
         model = product.last_model  # type: ignore[attr-defined]
         weights = ", ".join(f"{k} {v:.2f}" for k, v in model.blend_weights.items())

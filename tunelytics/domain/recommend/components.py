@@ -107,13 +107,15 @@ def fit_als(
     rows = np.concatenate([pos.row, neg.row]).astype(np.int64)
     cols = np.concatenate([pos.col, neg.col]).astype(np.int64)
     confidence = torch.from_numpy(np.concatenate([pos.data, neg.data]).astype(np.float32))
-    confidence = confidence * alpha
+    # alpha is the extra confidence of an average pair, whatever the weighting's scale.
+    mean_weight = float(pos.data.mean()) if pos.nnz else 1.0
+    confidence = confidence * (alpha / max(mean_weight, 1e-6))
     preference = torch.cat([torch.ones(pos.nnz), torch.zeros(neg.nnz)])
     generator = torch.Generator().manual_seed(seed)
     users = torch.randn(n_users, factors, generator=generator) * 0.01
     items = torch.randn(n_items, factors, generator=generator) * 0.01
     # Regularisation scales with the data so one setting fits small and large tenants.
-    reg = regularization * max(1.0, float(confidence.mean()) if len(confidence) else 1.0)
+    reg = regularization * alpha
     for _ in range(iterations):
         users = _als_half_step(users, items, rows, cols, confidence, preference, reg)
         items = _als_half_step(items, users, cols, rows, confidence, preference, reg)
@@ -132,12 +134,13 @@ class EaseBasis:
     right: torch.Tensor  # (tracks, r) right singular vectors W
     squared: torch.Tensor  # (r,) squared singular values
     user_coords: torch.Tensor  # (listeners, r) = X W
+    scale: float  # mean squared entry of X: lambda is relative to it
 
 
 def ease_basis(matrix: sp.csr_matrix, rank: int) -> EaseBasis:
-    x = matrix.astype(np.float64)
+    x = matrix.astype(np.float32)
     n_users, n_items = x.shape
-    if min(n_users, n_items) <= 6000:
+    if min(n_users, n_items) <= max(2 * rank, 4000):
         # Exact: eigen-decompose the smaller Gram matrix.
         if n_users <= n_items:
             gram = torch.from_numpy((x @ x.T).toarray())
@@ -158,10 +161,13 @@ def ease_basis(matrix: sp.csr_matrix, rank: int) -> EaseBasis:
         tensor = to_torch(matrix).double()
         _, values, right = torch.svd_lowrank(tensor, q=min(rank, n_users, n_items), niter=4)
         squared = values**2
+        keep = squared > 1e-8 * float(squared.max().clamp_min(1e-12))
+        squared, right = squared[keep], right[:, keep]
     right = right.float()
     squared = squared.float()
     user_coords = torch.from_numpy(matrix.astype(np.float32) @ right.numpy())
-    return EaseBasis(right, squared, user_coords)
+    scale = float(np.mean(matrix.data.astype(np.float64) ** 2)) if matrix.nnz else 1.0
+    return EaseBasis(right, squared, user_coords, scale)
 
 
 def ease_component(basis: EaseBasis, lam: float) -> Component:
@@ -169,7 +175,8 @@ def ease_component(basis: EaseBasis, lam: float) -> Component:
     P = (I - W diag(s^2/(s^2+lambda)) W') / lambda, so off the listener's own tracks the
     scores x B are (x W) . (W_i f / (1 - sum_k W_ik^2 f_k)) with f = s^2/(s^2+lambda):
     exact at full rank, a low-rank approximation below it."""
-    shrink = basis.squared / (basis.squared + lam)
+    # lambda is given for 0/1 data; weighted listens scale it by their mean square.
+    shrink = basis.squared / (basis.squared + lam * basis.scale)
     diag = 1.0 - (basis.right**2 @ shrink)
     items = basis.right * shrink / diag.clamp_min(1e-6)[:, None]
     return Component("ease", basis.user_coords, items, basis.right)

@@ -136,7 +136,7 @@ class RecommenderConfig:
     # Collaborative: implicit ALS (weighted matrix factorisation) trained with PyTorch.
     factors: int = 64
     als_iterations: int = 12
-    als_regularization: float = 0.05
+    als_regularization: float = 5.0  # times als_alpha
     als_alpha: float = 10.0
     # Collaborative: EASE (closed-form item-item) through a thin SVD; the rank bounds the
     # serving embedding, lambdas are chosen on the validation split.
@@ -154,7 +154,7 @@ class RecommenderConfig:
     # history has no times).
     holdout_fraction: float = 0.2
     blend_listeners: int = 768
-    blend_candidates: int = 20_000
+    blend_top: int = 100  # per component: the candidates the blend learns to re-rank
     blend_steps: int = 30
     refit: bool = True
     seed: int = 0
