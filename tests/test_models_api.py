@@ -4,6 +4,9 @@ roll back, see an activation on a second replica through Redis; roles and tenanc
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -222,3 +225,31 @@ async def test_an_activation_on_one_replica_switches_the_other(
         finally:
             await one.client.aclose()
             await two.client.aclose()
+
+
+async def test_the_cli_trains_and_activates_with_the_same_job(
+    api: Api, mongo_url: str, database_name: str, tenant: SeededTenant
+) -> None:
+    env = {**os.environ, "MONGODB_URL": mongo_url, "MONGODB_DATABASE": database_name}
+    env["REDIS_URL"] = ""
+    command = [sys.executable, "-m", "tunelytics", "train", "--tenant", tenant.id, "--activate"]
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=110
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"trained and activated recommender version 1 for tenant {tenant.id}" in done.stdout
+    assert "100%" in done.stderr  # the progress bar
+    model = (await versions(api, tenant.viewer))[1]
+    assert model["status"] == "ACTIVE" and model["createdBy"] == "cli"
+    # The server picks the active version up on its first request for the tenant.
+    assert await served_version(api, tenant.viewer) == 1
+
+    missing = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tunelytics", "train", "--tenant", "no-such-tenant", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode != 0 and "no tenant no-such-tenant" in missing.stderr
