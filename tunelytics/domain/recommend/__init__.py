@@ -18,9 +18,13 @@ Training: ``train_recommender(history, catalogue, config=None, progress=None) ->
 ``progress(fraction 0..1, message)`` is called at each step. Components: implicit ALS
 (weighted MF trained with PyTorch, skips as confident zeros), EASE (closed form through a
 thin SVD, lambda chosen on the hold-out), content views (genres, artist, audio) and
-popularity. The blend weights are fitted with PyTorch on a time-based hold-out (the
-latest ``holdout_fraction`` of listens; random when there are no times), then the
-components are refitted on all listens. ``recommender.metrics`` holds hold-out
+popularity. Each component's scores are standardised per listener; the blend weights
+are fitted with PyTorch on a time-based hold-out (the latest ``holdout_fraction`` of
+listens; random when there are no times): a listwise softmax likelihood over every
+component's top ``blend_top`` unseen tracks (Newton steps), then a coordinate search for
+NDCG@10. Then the components are refitted on all listens. Serving concatenates the
+weighted components into one user and one item matrix (dims: factors + EASE rank +
+content dims + 1), so a batch is one matmul and one top-k. ``recommender.metrics`` holds hold-out
 ``recall@10``, ``ndcg@10``, ``coverage@10`` (plus ``<component>.ndcg@10``, ``split``,
 ``validation_listeners``); ``recommender.data_window`` holds ``listens``, ``listeners``,
 ``tracks``, ``split`` and, with times, ``start``/``end``/``holdout_from`` (ISO 8601);
