@@ -254,3 +254,12 @@ def test_skips_push_a_track_down() -> None:
     rank_base = [r.track_id for r in base.recommend_for_tracks(newcomer, k=N_TRACKS)[0] or []]
     rank_skip = [r.track_id for r in skipped.recommend_for_tracks(newcomer, k=N_TRACKS)[0] or []]
     assert rank_skip.index("t0") > rank_base.index("t0")
+    # A listener who only ever skipped t0 does not get it back as a recommendation.
+    played_t0 = set(history.listener_ids[history.track_ids == "t0"].tolist())
+    skipper = next(lid for lid in group0 if lid not in played_t0)
+    recs = skipped.recommend([skipper], k=N_TRACKS)[0]
+    assert recs is not None and "t0" not in {r.track_id for r in recs}
+    assert "t0" in {
+        r.track_id
+        for r in skipped.recommend([skipper], k=N_TRACKS, exclude_listened=False)[0] or []
+    }

@@ -351,7 +351,16 @@ def train_recommender(
     timings["final_fit_s"] = time.perf_counter() - t0
 
     report(0.95, "packaging the model")
-    positive = full.positive.tocsr()
+    # The served history holds every track the listener heard, skipped ones included (weight
+    # 0: excluded from results, never cited as the reason for one).
+    pos, neg = full.positive.tocoo(), full.negative.tocoo()
+    positive = sp.csr_matrix(
+        (
+            np.concatenate([pos.data, np.zeros(neg.nnz, np.float32)]),
+            (np.concatenate([pos.row, neg.row]), np.concatenate([pos.col, neg.col])),
+        ),
+        shape=shape,
+    )
     positive.sort_indices()
     states = [
         ComponentState(
