@@ -165,23 +165,22 @@ class AlertService:
     # --- operators -----------------------------------------------------------------------
 
     async def acknowledge(self, tenant_id: str, alert_id: str, by: str) -> Alert | None:
-        async with self.lock(tenant_id):
-            alert = await self.repo.alert(tenant_id, alert_id)
-            if alert is None:
-                return None
-            engine = await self.engine(tenant_id)
-            incident = await self._incident_of(tenant_id, alert)
-            await self.apply(tenant_id, engine.acknowledge(alert, by, _now(), incident))
-            return alert
+        return await self._transition(tenant_id, alert_id, by, resolve=False)
 
     async def resolve(self, tenant_id: str, alert_id: str, by: str) -> Alert | None:
+        return await self._transition(tenant_id, alert_id, by, resolve=True)
+
+    async def _transition(
+        self, tenant_id: str, alert_id: str, by: str, *, resolve: bool
+    ) -> Alert | None:
         async with self.lock(tenant_id):
             alert = await self.repo.alert(tenant_id, alert_id)
             if alert is None:
                 return None
             engine = await self.engine(tenant_id)
             incident = await self._incident_of(tenant_id, alert)
-            await self.apply(tenant_id, engine.resolve(alert, by, _now(), incident))
+            step = engine.resolve if resolve else engine.acknowledge
+            await self.apply(tenant_id, step(alert, by, _now(), incident))
             return alert
 
     async def feedback(
