@@ -10,11 +10,12 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from strawberry import Info
 
 from tunelytics.domain.auth import Permission
+from tunelytics.domain.catalog import Track
 from tunelytics.domain.predict import NotEnoughData, forecast
 from tunelytics.domain.predict.business import (
     FORECASTER_VERSION,
@@ -28,6 +29,12 @@ from tunelytics.domain.predict.business import (
 )
 from tunelytics.domain.predict.churn import ChurnRisk, ListenHistory, features, train_at
 from tunelytics.domain.predict.forecast import Forecast, forecast_regular
+from tunelytics.domain.predict.popularity import (
+    HISTORY_DAYS,
+    daily_matrix,
+    predict_popularity,
+    rising_tracks,
+)
 from tunelytics.resolvers.context import Context
 from tunelytics.resolvers.errors import BadUserInput, NotFound
 from tunelytics.storage.predictions import ListenSeriesRepository, PredictionRepository
@@ -172,3 +179,87 @@ async def at_risk_listeners(info: CtxInfo, first: int) -> tuple[list[ChurnRisk],
         raise BadUserInput(f"first: between 1 and {MAX_STORED_PAGE}")
     scores = await _churn_scores(info, principal.tenant_id)
     return scores.ranked[:first], scores.as_of
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPopularity:
+    track_id: str
+    predicted_7d: float
+    last_7d: float
+    growth: float
+
+
+@dataclass(frozen=True, slots=True)
+class PopularityScores:
+    by_track: dict[str, TrackPopularity]
+    rising: list[TrackPopularity]
+
+
+# Read once per tenant every few minutes (one aggregation over 8 weeks of listens), like churn.
+POPULARITY_TTL_S = 300.0
+POPULARITY_DAYS = 56
+_popularity_cache: dict[str, tuple[float, PopularityScores]] = {}
+_popularity_locks: dict[str, asyncio.Lock] = {}
+
+
+def _popularity(plays: dict[tuple[str, date], int], today: date) -> PopularityScores:
+    if not plays:
+        raise NotEnoughData("no listens in the last 8 weeks")
+    # The newest complete UTC day, or the newest day with plays when the data stops earlier.
+    last_day = min(today - timedelta(days=1), max(day for _, day in plays))
+    first_day = min(day for _, day in plays)
+    span = (last_day - first_day).days + 1
+    if span < HISTORY_DAYS:
+        raise NotEnoughData(
+            f"track popularity needs {HISTORY_DAYS} days of listens, the tenant has {span}"
+        )
+    ids = sorted({track for track, _ in plays})
+    p = predict_popularity(daily_matrix(plays, ids, last_day, POPULARITY_DAYS))
+    scores = [
+        TrackPopularity(t, float(p.predicted_7d[i]), float(p.last_7d[i]), float(p.growth[i]))
+        for i, t in enumerate(ids)
+    ]
+    return PopularityScores(
+        by_track={s.track_id: s for s in scores},
+        rising=[scores[i] for i in rising_tracks(p, ids)],
+    )
+
+
+async def _popularity_scores(info: CtxInfo, tenant: str) -> PopularityScores:
+    lock = _popularity_locks.setdefault(tenant, asyncio.Lock())
+    async with lock:
+        cached = _popularity_cache.get(tenant)
+        if cached is not None and time.monotonic() - cached[0] < POPULARITY_TTL_S:
+            return cached[1]
+        now = datetime.now(UTC)
+        since = datetime.combine(now.date(), datetime.min.time(), UTC) - timedelta(
+            days=POPULARITY_DAYS
+        )
+        repo = ListenSeriesRepository(info.context.storage.db)
+        plays = await repo.daily_track_plays(tenant, since)
+        try:
+            scores = await asyncio.to_thread(_popularity, plays, now.date())
+        except NotEnoughData as error:
+            raise BadUserInput(f"not enough data: {error}", reason="NOT_ENOUGH_DATA") from None
+        _popularity_cache[tenant] = (time.monotonic(), scores)
+        return scores
+
+
+async def track_popularity(info: CtxInfo, track_id: str) -> TrackPopularity:
+    principal = info.context.authorize(Permission.READ)
+    await info.context.loaders.track.require(track_id, "track")
+    scores = await _popularity_scores(info, principal.tenant_id)
+    # A catalogue track without a play in 8 weeks: nothing predicted, no growth.
+    return scores.by_track.get(track_id, TrackPopularity(track_id, 0.0, 0.0, 1.0))
+
+
+async def rising(info: CtxInfo, first: int) -> list[tuple[Track, TrackPopularity]]:
+    principal = info.context.authorize(Permission.READ)
+    if not 1 <= first <= MAX_STORED_PAGE:
+        raise BadUserInput(f"first: between 1 and {MAX_STORED_PAGE}")
+    scores = await _popularity_scores(info, principal.tenant_id)
+    # Skip tracks removed from the catalogue since their plays; read a few spares for them.
+    candidates = scores.rising[: first * 2 + 10]
+    tracks = await info.context.loaders.track.load_many([s.track_id for s in candidates])
+    found = [(t, s) for t, s in zip(tracks, candidates, strict=True) if t is not None]
+    return found[:first]

@@ -13,6 +13,7 @@ from tunelytics.domain.predict.churn import ChurnRisk as DomainChurnRisk
 from tunelytics.resolvers import predict as resolvers
 from tunelytics.resolvers.context import Context
 from tunelytics.resolvers.errors import BadUserInput
+from tunelytics.schema.types import Track
 
 CtxInfo = Info[Context, None]
 
@@ -131,6 +132,34 @@ class ChurnRisk:
         )
 
 
+@strawberry.type(description="A track's plays: the last 7 days and the forecast for the next 7.")
+class TrackPopularity:
+    track_id: strawberry.ID
+    predicted_plays_7d: float
+    last_plays_7d: int
+    growth: float = strawberry.field(
+        description="The forecast over the track's mean weekly plays of the last 28 days, "
+        "shrunk toward 1 for tracks with few plays; above 1.25 is rising."
+    )
+
+    @staticmethod
+    def of(p: resolvers.TrackPopularity) -> TrackPopularity:
+        return TrackPopularity(
+            track_id=strawberry.ID(p.track_id),
+            predicted_plays_7d=p.predicted_7d,
+            last_plays_7d=round(p.last_7d),
+            growth=p.growth,
+        )
+
+
+@strawberry.type
+class RisingTrack:
+    track: Track
+    predicted_plays_7d: float
+    last_plays_7d: int
+    growth: float
+
+
 def _ref(series: BusinessSeriesInput | None, series_id: strawberry.ID | None) -> SeriesRef:
     if (series is None) == (series_id is None):
         raise BadUserInput("give exactly one of `series` (a business series) or `seriesId`")
@@ -191,3 +220,23 @@ class PredictQuery:
     async def at_risk_listeners(self, info: CtxInfo, first: int = 20) -> list[ChurnRisk]:
         risks, as_of = await resolvers.at_risk_listeners(info, first)
         return [ChurnRisk.of(r, as_of) for r in risks]
+
+    @strawberry.field(description="Predicted plays of one track over the next 7 days.")
+    async def track_popularity(self, info: CtxInfo, track_id: strawberry.ID) -> TrackPopularity:
+        return TrackPopularity.of(await resolvers.track_popularity(info, str(track_id)))
+
+    @strawberry.field(
+        description="Tracks whose forecast grows exceptionally (growth at least 1.25), "
+        "fastest first; at most 100."
+    )
+    async def rising_tracks(self, info: CtxInfo, first: int = 10) -> list[RisingTrack]:
+        found = await resolvers.rising(info, first)
+        return [
+            RisingTrack(
+                track=Track.of(track),
+                predicted_plays_7d=p.predicted_7d,
+                last_plays_7d=round(p.last_7d),
+                growth=p.growth,
+            )
+            for track, p in found
+        ]

@@ -9,7 +9,7 @@ that sorts like the listen time), not a date comparison (g, h).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,27 @@ class ListenSeriesRepository:
             self._parse(doc["_id"], step): len(doc["who"])
             async for doc in await self.listens.aggregate([{"$match": match}, {"$group": group}])
         }
+
+    async def daily_track_plays(
+        self, tenant_id: str, since: datetime
+    ) -> dict[tuple[str, date], int]:
+        """Plays per (track, UTC day) since `since`, counted by the database.
+
+        The key is one string, track ID + "|" + day: the emulator does not group on a
+        compound key of expressions, nor of fields computed by a `$project` (e6), but it
+        does evaluate `$concat`. Days hold no "|", so the last one splits the key.
+        """
+        day = {"$dateToString": {"date": "$ts", "format": FORMATS[timedelta(days=1)]}}
+        key = {"$concat": ["$track_id", "|", day]}
+        pipeline = [
+            {"$match": self._match(tenant_id, since, None)},
+            {"$group": {"_id": key, "n": {"$sum": 1}}},
+        ]
+        result: dict[tuple[str, date], int] = {}
+        async for doc in await self.listens.aggregate(pipeline):
+            track, _, when = str(doc["_id"]).rpartition("|")
+            result[(track, self._parse(when, timedelta(days=1)).date())] = int(doc["n"])
+        return result
 
     async def history(
         self, tenant_id: str, since: datetime

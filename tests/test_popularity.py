@@ -1,0 +1,91 @@
+"""Track popularity: forecasts of the next 7 days, the rising score, the hold-out."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pytest
+
+from tunelytics.domain.predict import NotEnoughData
+from tunelytics.domain.predict.popularity import (
+    daily_matrix,
+    evaluate_popularity,
+    predict_popularity,
+    ranks,
+    rising_tracks,
+    spearman,
+)
+
+
+def trending(seed: int, tracks: int = 600, days: int = 42) -> np.ndarray:
+    """Poisson daily plays with a weekly season and a per-track weekly trend."""
+    rng = np.random.default_rng(seed)
+    base = rng.lognormal(0.0, 1.2, size=tracks)
+    trend = rng.choice([0.0, 0.15, -0.15, 0.4], size=tracks, p=[0.6, 0.15, 0.15, 0.1])
+    t = np.arange(days) / 7.0
+    season = 1 + 0.3 * np.sin(2 * np.pi * np.arange(days) / 7)
+    return rng.poisson(base[:, None] * np.exp(trend[:, None] * (t - t[-1])) * season) * 1.0
+
+
+def test_a_growing_track_ranks_rising_above_a_flat_popular_one() -> None:
+    rng = np.random.default_rng(3)
+    popular = rng.poisson(60, size=28)  # flat, far more plays
+    growing = rng.poisson(np.repeat([3, 6, 12, 24], 7))
+    others = rng.poisson(5, size=(20, 28))
+    p = predict_popularity(np.vstack([popular, growing, others]))
+    ids = ["popular", "growing"] + [f"o{i}" for i in range(20)]
+    assert p.growth[1] > p.growth[0]
+    assert rising_tracks(p, ids)[0] == 1
+    assert 0 not in rising_tracks(p, ids)
+    # The growing track's forecast is above its last week; the flat one stays near 60 x 7.
+    assert p.predicted_7d[1] > p.last_7d[1]
+    assert abs(p.predicted_7d[0] - 420) < 60
+
+
+def test_one_play_on_a_quiet_track_is_not_rising() -> None:
+    rng = np.random.default_rng(4)
+    catalogue = rng.poisson(4, size=(30, 28)).astype(float)
+    once = np.zeros(28)
+    once[-1] = 1  # its only play, yesterday
+    twice = np.zeros(28)
+    twice[-2:] = 1
+    p = predict_popularity(np.vstack([catalogue, once, twice]))
+    ids = [f"t{i}" for i in range(32)]
+    assert p.growth[30] < 1.25 and p.growth[31] < 1.25
+    assert 30 not in rising_tracks(p, ids) and 31 not in rising_tracks(p, ids)
+    # The same relative jump with many plays is rising: shrinkage, not a cap on growth.
+    loud = np.r_[np.zeros(21), np.full(7, 30.0)]
+    p = predict_popularity(np.vstack([catalogue, loud]))
+    assert 30 in rising_tracks(p, ids[:31])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_model_beats_the_last_7_days_on_trending_tracks(seed: int) -> None:
+    e = evaluate_popularity(trending(seed))
+    assert e.tracks == 600
+    assert e.mae < e.mae_naive
+    assert e.spearman >= e.spearman_naive
+    # The hold-out is honest: days from the cut on are never seen by the fit.
+    counts = trending(seed)
+    changed = counts.copy()
+    changed[:, -7:] = 0
+    assert predict_popularity(counts[:, :-7]).predicted_7d.tolist() == (
+        predict_popularity(changed[:, :-7]).predicted_7d.tolist()
+    )
+
+
+def test_spearman_and_ranks_with_ties() -> None:
+    assert ranks(np.array([10.0, 20.0, 10.0, 5.0])).tolist() == [2.5, 4.0, 2.5, 1.0]
+    assert spearman(np.array([1.0, 2.0, 3.0]), np.array([30.0, 20.0, 10.0])) == pytest.approx(-1)
+    assert np.isnan(spearman(np.ones(3), np.array([1.0, 2.0, 3.0])))
+
+
+def test_daily_matrix_and_refusals() -> None:
+    plays = {("a", date(2026, 1, 28)): 3, ("b", date(2026, 1, 1)): 2, ("a", date(2025, 1, 1)): 9}
+    m = daily_matrix(plays, ["a", "b"], date(2026, 1, 28), 28)
+    assert m[0, -1] == 3 and m[1, 0] == 2 and m.sum() == 5  # 2025 is outside the window
+    with pytest.raises(NotEnoughData):
+        predict_popularity(m[:, :20])
+    with pytest.raises(NotEnoughData):
+        evaluate_popularity(m)  # 21 days before the hold-out week
