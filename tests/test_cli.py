@@ -101,6 +101,9 @@ def _track_count(port: int, token: str) -> int:
         f"http://127.0.0.1:{port}/graphql",
         json={"query": query},
         headers={"Authorization": f"Bearer {token}"},
+        # The demo recommender trains in the background right after start-up and competes
+        # with this read for the embedded database (docs/benchmarks.md, Models).
+        timeout=60,
     ).json()
     count: int = body["data"]["tracks"]["totalCount"]
     return count

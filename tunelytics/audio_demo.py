@@ -32,7 +32,7 @@ async def seed_audio(
 ) -> int:
     """Analyse the clips for the tenant's first tracks; returns how many were analysed."""
     store = AudioStore(storage.db)
-    await store.ensure_indexes()
+    await storage.ensure_indexes()
     cursor = storage.db["tracks"].find({"tenant_id": tenant_id}, {"id": 1}).sort("id", 1)
     track_ids = [doc["id"] async for doc in cursor.limit(demo_clip_count())]
     clips = [

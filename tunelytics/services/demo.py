@@ -29,8 +29,7 @@ async def seed_monitoring(
 ) -> int:
     """Store the rules (unless the tenant has some) and the series; returns the points."""
     pipeline = build_pipeline(storage.db, LocalBroadcaster())
-    await pipeline.alerts.repo.ensure_indexes()
-    await pipeline.monitoring.store.ensure_indexes()
+    await storage.ensure_indexes()
     if not await pipeline.alerts.repo.all_rules(tenant_id):
         for data in DEMO_RULES:
             await pipeline.alerts.repo.save_rule(tenant_id, Rule.from_input(tenant_id, data))

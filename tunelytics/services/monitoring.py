@@ -368,7 +368,7 @@ class MonitoringService:
         self.tasks.append(asyncio.create_task(loop(), name=name))
 
     async def start(self) -> None:
-        await self.store.ensure_indexes()
+        # Indexes: Storage.ensure_indexes (app start-up retries it while MongoDB is down).
         self.add_periodic("monitoring-flush", self.settings.flush_seconds, self.flush)
         self.add_periodic(
             "monitoring-retention", self.settings.retention_sweep_seconds, self.sweep_all

@@ -24,7 +24,6 @@ class MonitoringPipeline:
     webhooks: WebhookSender
 
     async def start(self) -> None:
-        await self.alerts.repo.ensure_indexes()
         await self.webhooks.start()
         await self.monitoring.start()
         self.monitoring.add_periodic("alerts-check", ALERT_CHECK_SECONDS, self.check_alerts)

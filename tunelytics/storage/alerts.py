@@ -80,10 +80,6 @@ class AlertRepository:
         self.noise: AsyncCollection[Document] = db["noise_models"]
         self.db = db
 
-    async def ensure_indexes(self) -> None:
-        for collection, indexes in ALERT_INDEXES.items():
-            await self.db[collection].create_indexes(indexes)
-
     # --- rules and silences --------------------------------------------------------------
 
     async def tenants_with_rules(self) -> list[str]:

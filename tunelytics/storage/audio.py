@@ -34,10 +34,6 @@ class AudioStore:
         self.analyses = db["audio_analyses"]
         self.tracks = db["tracks"]
 
-    async def ensure_indexes(self) -> None:
-        await self.fingerprints.create_indexes(INDEXES["fingerprints"])
-        await self.analyses.create_indexes(INDEXES["audio_analyses"])
-
     async def lookup(self, tenant_id: str, hashes: set[int]) -> list[tuple[int, str, int]]:
         rows: list[tuple[int, str, int]] = []
         ordered = sorted(hashes)

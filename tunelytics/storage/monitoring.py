@@ -341,10 +341,6 @@ class MonitoringStore:
     points: PointRepository
     checkpoints: CheckpointRepository
 
-    async def ensure_indexes(self) -> None:
-        for collection, indexes in MONITORING_INDEXES.items():
-            await self.db[collection].create_indexes(indexes)
-
 
 def monitoring_store(db: AsyncDatabase[Document]) -> MonitoringStore:
     return MonitoringStore(
