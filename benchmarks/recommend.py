@@ -42,7 +42,7 @@ from loadgen import LoadResult, LoadSpec, run_load
 from tunelytics.domain.auth import Role
 from tunelytics.domain.demo import DemoSize
 from tunelytics.domain.recommend.model import ComponentState, Recommender
-from tunelytics.serving import MicroBatcher, batch_key, call_batch
+from tunelytics.services.serving import MicroBatcher, batch_key, call_batch
 
 TRACKS = 100_000
 TARGET_IN_PROCESS_P99_MS = 10.0

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import SeededTenant, make_tenant
 from tests.helpers import Api, ApiServer, codes
 from tests.training import train
-from tunelytics.serving import BatchKey, MicroBatcher, batch_key
+from tunelytics.services.serving import BatchKey, MicroBatcher, batch_key
 from tunelytics.storage import Storage
 
 RECOMMEND = """

@@ -20,7 +20,7 @@ from tests.conftest import SeededTenant
 from tests.helpers import Api, codes
 from tests.test_alerts_api import CREATE_RULE, ingest, latency, threshold_rule
 from tunelytics.domain.auth import Role
-from tunelytics.webhooks import (
+from tunelytics.services.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     Delivery,

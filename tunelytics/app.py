@@ -29,11 +29,11 @@ from tunelytics.resolvers.context import Context, Services
 from tunelytics.resolvers.ratelimit import RequestLimiter
 from tunelytics.schema import build_schema
 from tunelytics.services.pipeline import build_pipeline
-from tunelytics.serving import ModelServer
+from tunelytics.services.serving import ModelServer
+from tunelytics.services.trainers import TRAINERS
+from tunelytics.services.training import TrainingService, train_demo_model
 from tunelytics.storage import Storage, connect
 from tunelytics.tokens import TokenVerifier
-from tunelytics.trainers import TRAINERS
-from tunelytics.training import TrainingService, train_demo_model
 
 log = logging.getLogger(__name__)
 

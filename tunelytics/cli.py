@@ -25,11 +25,11 @@ from tunelytics.domain.tenancy import Tenant, check_slug
 from tunelytics.logs import configure_logging
 from tunelytics.pubsub import create_broadcaster
 from tunelytics.seeding import delete_tenant_data, demo_item_count, has_catalogue, seed_demo
+from tunelytics.services.trainers import TRAINERS
+from tunelytics.services.training import TrainingService
 from tunelytics.storage import Storage, connect
 from tunelytics.storage.embedded import EmbeddedMongo
 from tunelytics.tokens import mint_token
-from tunelytics.trainers import TRAINERS
-from tunelytics.training import TrainingService
 
 log = logging.getLogger(__name__)
 

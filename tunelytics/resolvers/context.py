@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from tunelytics.resolvers.ratelimit import RequestLimiter
     from tunelytics.services.alerts import AlertService
     from tunelytics.services.monitoring import MonitoringService
-    from tunelytics.serving import ModelServer
-    from tunelytics.training import TrainingService
+    from tunelytics.services.serving import ModelServer
+    from tunelytics.services.training import TrainingService
 
 
 @dataclass

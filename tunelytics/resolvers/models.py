@@ -14,9 +14,9 @@ from tunelytics.domain.models import Job, ModelKind, ModelVersion, TrainingFaile
 from tunelytics.resolvers.context import Context
 from tunelytics.resolvers.errors import BadUserInput, ModelNotReady, NotFound, Unauthenticated
 from tunelytics.resolvers.tenancy import require_registered_tenant
-from tunelytics.serving import ModelServer, ModelUnavailable, Served
-from tunelytics.training import NotActivatable, TrainingService, activate, job_channel
-from tunelytics.training import job_from_event as _job_from_event
+from tunelytics.services.serving import ModelServer, ModelUnavailable, Served
+from tunelytics.services.training import NotActivatable, TrainingService, activate, job_channel
+from tunelytics.services.training import job_from_event as _job_from_event
 
 CtxInfo = Info[Context, None]
 MAX_VERSIONS = 100

@@ -29,9 +29,9 @@ from tunelytics.domain.monitoring.alerting import (
 )
 from tunelytics.pubsub import Broadcaster
 from tunelytics.services.monitoring import Sample
+from tunelytics.services.webhooks import Delivery, WebhookSender
 from tunelytics.storage.alerts import AlertRepository
 from tunelytics.storage.monitoring import SeriesRepository
-from tunelytics.webhooks import Delivery, WebhookSender
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from tunelytics.pubsub import Broadcaster
 from tunelytics.services.alerts import AlertService
 from tunelytics.services.monitoring import MonitoringService, MonitoringSettings
+from tunelytics.services.webhooks import WebhookSender
 from tunelytics.storage.alerts import AlertRepository
 from tunelytics.storage.monitoring import Document, monitoring_store, tenant_retentions
-from tunelytics.webhooks import WebhookSender
 
 ALERT_CHECK_SECONDS = 15.0
 

@@ -27,8 +27,8 @@ from typing import Any, Generic, TypeVar
 
 from tunelytics.domain.models import ModelKind, ModelStatus, ModelVersion
 from tunelytics.pubsub import Broadcaster
+from tunelytics.services.training import MODELS_CHANNEL, AnyTrainer
 from tunelytics.storage import Storage
-from tunelytics.training import MODELS_CHANNEL, AnyTrainer
 
 log = logging.getLogger(__name__)
 I = TypeVar("I")  # noqa: E741 - an item of a batch
