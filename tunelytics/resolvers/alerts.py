@@ -144,20 +144,19 @@ async def delete_rule(info: CtxInfo, rule_id: str) -> bool:
 
 
 async def acknowledge(info: CtxInfo, alert_id: str) -> Alert:
-    principal = info.context.authorize(Permission.RESPOND_ALERTS)
-    try:
-        found = await service(info).acknowledge(principal.tenant_id, alert_id, principal.subject)
-    except AlertStateError as error:
-        raise BadUserInput(str(error)) from None
-    if found is None:
-        raise NotFound(f"no alert {alert_id}")
-    return found
+    return await _respond(info, alert_id, resolve=False)
 
 
 async def resolve(info: CtxInfo, alert_id: str) -> Alert:
+    return await _respond(info, alert_id, resolve=True)
+
+
+async def _respond(info: CtxInfo, alert_id: str, *, resolve: bool) -> Alert:
     principal = info.context.authorize(Permission.RESPOND_ALERTS)
+    alerting = service(info)
+    step = alerting.resolve if resolve else alerting.acknowledge
     try:
-        found = await service(info).resolve(principal.tenant_id, alert_id, principal.subject)
+        found = await step(principal.tenant_id, alert_id, principal.subject)
     except AlertStateError as error:
         raise BadUserInput(str(error)) from None
     if found is None:
