@@ -30,8 +30,11 @@ def _serialize_value(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-MetricValue = strawberry.scalar(
-    NewType("MetricValue", object),
+MetricValue = NewType("MetricValue", object)
+
+# Registered through StrawberryConfig.scalar_map (schema/root.py), the non-deprecated way.
+METRIC_VALUE = strawberry.scalar(
+    name="MetricValue",
     description=(
         "A number, or a string holding one. Non-finite values (NaN, Infinity, numbers "
         "beyond a double) are rejected per point."
@@ -51,7 +54,7 @@ class LabelInput:
 class MetricPointInput:
     series: str = strawberry.field(description="The metric name, e.g. api_latency_ms.")
     timestamp: datetime
-    value: MetricValue  # type: ignore[valid-type]
+    value: MetricValue
     labels: list[LabelInput] = strawberry.field(default_factory=list)
 
     def to_domain(self) -> domain.PointDraft:

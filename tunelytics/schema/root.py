@@ -16,6 +16,7 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from tunelytics.config import Limits
@@ -42,7 +43,12 @@ from tunelytics.schema.inputs import (
     TrackOrderBy,
 )
 from tunelytics.schema.models import ModelMutation, ModelQuery, ModelSubscription
-from tunelytics.schema.monitoring import MonitoringMutation, MonitoringQuery
+from tunelytics.schema.monitoring import (
+    METRIC_VALUE,
+    MetricValue,
+    MonitoringMutation,
+    MonitoringQuery,
+)
 from tunelytics.schema.predict import PredictQuery
 from tunelytics.schema.recommend import RecommendQuery
 from tunelytics.schema.types import (
@@ -210,6 +216,7 @@ def build_schema(limits: Limits) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
+        config=StrawberryConfig(scalar_map={MetricValue: METRIC_VALUE}),
         extensions=[
             OperationMetrics,
             RateLimit,
