@@ -25,17 +25,44 @@ import numpy as np
 
 from tunelytics.domain.monitoring.window import SortedWindow
 
+# The evidence scale: a record of the last REFERENCE points is worth ln(REFERENCE) nats.
+REFERENCE = 800
+RECORD = math.log(REFERENCE)
 
-def tail_rank(view: float, history: SortedWindow) -> float:
+
+def tail_rank(view: float, history: SortedWindow, spread_quantile: float | None = None) -> float:
     """Rank of `view` in its history, scaled to [0, 0.99]; beyond the largest seen, how far
     beyond in (0.99, 1] (so the most extreme points of different series stay ordered
-    instead of all scoring 1)."""
+    instead of all scoring 1): as a ratio to the largest, or, with `spread_quantile`, in
+    units of the gap between the largest and that quantile of the history (a heavy tail
+    has a wide gap, so a small excess over its record counts for less)."""
     rank = history.rank(view)
-    top = history.sorted[-1]
+    s = history.sorted
+    top = s[-1]
     if view <= top or top <= 0:
         return rank * 0.99
-    ratio = view / top if math.isfinite(view / top) else math.inf
-    return 0.99 + 0.01 * (1 - math.exp(-(ratio - 1)))
+    if spread_quantile is None:
+        excess = view / top - 1 if math.isfinite(view / top) else math.inf
+    else:
+        gap = max(top - s[int(spread_quantile * (len(s) - 1))], 1e-12 * top)
+        excess = (view - top) / gap if math.isfinite(view - top) else math.inf
+    return 0.99 + 0.01 * (1 - math.exp(-excess))
+
+
+def surprise(rank: float) -> float:
+    """A calibrated rank (`tail_rank`) as evidence in nats, -ln(tail probability): ranks
+    below 0.99 by their share of the history above them, a record by ln(REFERENCE) plus its
+    excess. Evidence adds and subtracts where ranks do not (see `RobustViews`)."""
+    if rank < 0.99:
+        return -math.log(1 - rank / 0.99 * (1 - 1 / REFERENCE))
+    return RECORD - math.log(max(1 - (rank - 0.99) / 0.0100001, 1e-300))
+
+
+def from_surprise(nats: float) -> float:
+    """The inverse of `surprise`: evidence back on the rank scale (0.99 = a record)."""
+    if nats < RECORD:
+        return 0.99 * (1 - math.exp(-max(nats, 0.0))) / (1 - 1 / REFERENCE)
+    return min(0.99 + 0.0100001 * (1 - math.exp(RECORD - nats)), 1.0)
 
 
 @dataclass(frozen=True)
@@ -49,6 +76,9 @@ class ContextConfig:
     # A short calibration history (NAB dev: 800 scored 59, 1,500 scored 55, 500 scored 57):
     # novelty is judged against the recent past, so an old burst does not mask a new one.
     history: int = 800
+    # A record counts by its excess in units of (record - 98th percentile) of the history
+    # (NAB dev: 58.9 as a ratio to the record, 60.8 this way).
+    spread_quantile: float = 0.98
 
 
 class ContextNovelty:
@@ -79,7 +109,7 @@ class ContextNovelty:
             if math.isnan(distance):
                 distance = math.inf
             if len(self.distances) >= c.warmup:
-                score = tail_rank(distance, self.distances)
+                score = tail_rank(distance, self.distances, c.spread_quantile)
             self.distances.add(distance)
         self.recent.append(value)
         self.pending.append(context)

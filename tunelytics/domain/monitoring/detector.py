@@ -4,9 +4,10 @@ An ensemble of two detectors, each calibrated into a tail rank among its own his
 one threshold fits every series: context novelty (`ContextNovelty`: the shape of the last
 few points has no near neighbour in the past: level shifts, drifts to new levels, changed
 rhythm, bursts, flat stretches) and robust statistical views (`RobustViews`: spikes,
-jumps, sustained shifts, changed daily rhythm), which only speak when they see something
-beyond anything in their history. A detection is reported once: after a high score the
-detector stays quiet for a while unless the evidence grows.
+jumps, sustained shifts, changed daily and weekly rhythm, values outside the range seen),
+discounted for their number. Above 0.99 a score means "beyond the series' record". A
+detection is reported once: after a score above 0.99 the detector stays quiet for a while
+unless the evidence grows.
 
 >>> import math
 >>> d = SeriesDetector()
@@ -26,15 +27,13 @@ import numpy as np
 from tunelytics.domain.monitoring.context import ContextConfig, ContextNovelty
 from tunelytics.domain.monitoring.robust import RobustConfig, RobustViews
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     context: ContextConfig = field(default_factory=ContextConfig)
     robust: RobustConfig = field(default_factory=RobustConfig)
-    # The robust views count only beyond this calibrated rank (0.99: beyond their history).
-    robust_gate: float = 0.999
     quiet_period: int = 60
     quiet_damping: float = 0.5
 
@@ -56,7 +55,7 @@ class SeriesDetector:
         self.seen += 1
         novelty = self.context.score_one(value)
         robust = self.robust.score_one(value, at)
-        score = max(novelty, robust if robust > self.config.robust_gate else 0.0)
+        score = max(novelty, robust)
         if not 0.0 <= score <= 1.0:  # NaN from overflowing arithmetic on huge values
             score = 1.0 if score > 1.0 else 0.0
         return self._once(score)

@@ -6,7 +6,10 @@ sustained shifts), and, once the sampling interval and a few days are known, the
 from the same time on previous days (changed daily rhythm) and on the same weekday of
 previous weeks (changed weekly rhythm: a Saturday that behaves like a Monday). Each view
 is calibrated into a tail rank among its own recent history (`tail_rank`), so one
-threshold fits every series; the score is the strongest view.
+threshold fits every series; the score is the strongest view, discounted for the five
+chances it had (ln 5 nats of evidence: a Bonferroni correction), or, where stronger, a
+value outside the whole range seen so far by a tenth of that range (HTM's "spatial
+anomaly" on NAB): a record of its own kind.
 
 >>> d = RobustViews()
 >>> scores = [d.score_one(float(x % 7)) for x in range(400)] + [d.score_one(60.0)]
@@ -21,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from tunelytics.domain.monitoring.context import tail_rank
+from tunelytics.domain.monitoring.context import from_surprise, surprise, tail_rank
 from tunelytics.domain.monitoring.window import SortedWindow
 
 DAY = 86_400.0
@@ -42,6 +45,10 @@ class RobustConfig:
     max_past: int = 20_000
     # Points whose spacing gives the sampling interval (their median).
     interval_sample: int = 20
+    # Outside the range seen by this share of it: evidence of `range_surprise` nats (just
+    # above a record's ln 800). NAB dev: 62.4 without, 65.4 with; share 0.05 / 0.2: 65.3 / 64.0.
+    range_tolerance: float = 0.1
+    range_surprise: float = 8.0
 
 
 def _robust_z(value: float, window: SortedWindow, spread_floor: float) -> float:
@@ -69,6 +76,8 @@ class RobustViews:
         self.period = 0
         self.week = 0  # points per week, where weeks fit in memory
         self.past: deque[float] = deque()
+        self.low: float | None = None  # the range of every value seen
+        self.high: float | None = None
 
     def score_one(self, value: float, at: float | None = None) -> float:
         """Score `value` (observed at `at`, epoch seconds, if known) against the past, then
@@ -97,6 +106,8 @@ class RobustViews:
                 if len(history) >= c.warmup:
                     score = max(score, tail_rank(view, history))
                 history.add(view)
+            score = from_surprise(surprise(score) - math.log(VIEWS))
+        score = max(score, self._outside_range(value))
         if self.previous is not None:
             self.steps.add(value - self.previous)
         if seasonal is not None:
@@ -111,6 +122,18 @@ class RobustViews:
 
     def learn_one(self, value: float, at: float | None = None) -> None:
         self.score_one(value, at)
+
+    def _outside_range(self, value: float) -> float:
+        """A record score when `value` is far outside every value seen, then learn it."""
+        c, low, high = self.config, self.low, self.high
+        self.low = value if low is None else min(low, value)
+        self.high = value if high is None else max(high, value)
+        if low is None or high is None or not high > low:
+            return 0.0
+        margin = c.range_tolerance * (high - low)  # inf for huge ranges: nothing is outside
+        if value > high + margin or value < low - margin:
+            return from_surprise(c.range_surprise)
+        return 0.0
 
     def _learn_interval(self, at: float | None) -> None:
         if at is None or self.period:
@@ -158,6 +181,8 @@ class RobustViews:
             "last_at": self.last_at,
             "period": self.period,
             "past": list(self.past),
+            "low": self.low,
+            "high": self.high,
         }
 
     @classmethod
@@ -174,6 +199,7 @@ class RobustViews:
         views.last_at = state["last_at"]
         views.period = state["period"]
         views.past = deque(state["past"])
+        views.low, views.high = state["low"], state["high"]
         if views.period > 0:
             views._start_seasons()
         return views
