@@ -55,7 +55,13 @@ def _normalize(x: Tensor, dim: int, p: float) -> Tensor:
 
 
 class Spectrogram(nn.Module):
-    """Complex STFT, centred frames with zero padding (librosa's default pad_mode)."""
+    """Complex STFT (batch, frames, bins), centred frames with zero padding (librosa's
+    default pad_mode).
+
+    Frames are cut and windowed in one pass and transformed by one batched rfft, which is
+    faster on CPU than ``torch.stft``; bins stay contiguous, so every per-frame reduction
+    and filterbank product downstream reads rows.
+    """
 
     def __init__(self, n_fft: int = 2048, hop_length: int = 512) -> None:
         super().__init__()
@@ -66,28 +72,47 @@ class Spectrogram(nn.Module):
         )
 
     def forward(self, wave: Tensor) -> Tensor:
-        return torch.stft(
-            wave,
-            self.n_fft,
-            self.hop_length,
-            window=self.window,
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )
+        half = self.n_fft // 2
+        frames = F.pad(wave, (half, half)).unfold(-1, self.n_fft, self.hop_length)
+        return torch.fft.rfft(frames * self.window, dim=-1)
+
+
+def power_of(spec: Tensor) -> Tensor:
+    """|X|^2 of a complex spectrogram: the squares of the interleaved real/imaginary
+    parts are one vectorised pass, unlike complex abs."""
+    squares = torch.view_as_real(spec).square()
+    return squares[..., 0] + squares[..., 1]
 
 
 class MelScale(nn.Module):
-    """Power spectrogram (batch, bins, frames) -> mel power (batch, n_mels, frames)."""
+    """Power spectrogram (batch, frames, bins) -> mel power (batch, frames, n_mels).
 
-    def __init__(self, sample_rate: int = 22050, n_fft: int = 2048, n_mels: int = 128) -> None:
+    The filterbank is ~1.5% non-zero (every bin feeds at most two triangles): it is
+    applied as one small GEMM per group of `group` adjacent mels over the bins that
+    group touches, 14x fewer multiply-adds than the dense product, with the same sums.
+    """
+
+    def __init__(
+        self, sample_rate: int = 22050, n_fft: int = 2048, n_mels: int = 128, group: int = 8
+    ) -> None:
         super().__init__()
-        self.fb: Tensor
         fb = filters.mel_filterbank(sample_rate, n_fft, n_mels)
-        self.register_buffer("fb", as_buffer(fb))
+        self.spans: list[tuple[int, int]] = []
+        for index, first in enumerate(range(0, n_mels, group)):
+            rows = fb[first : first + group]
+            used = np.flatnonzero(rows.any(0))
+            low, high = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
+            self.spans.append((low, high))
+            self.register_buffer(f"block{index}", as_buffer(rows[:, low:high].T.copy()))
 
     def forward(self, power: Tensor) -> Tensor:
-        return torch.matmul(self.fb, power)
+        return torch.cat(
+            [
+                torch.matmul(power[..., low:high], getattr(self, f"block{index}"))
+                for index, (low, high) in enumerate(self.spans)
+            ],
+            -1,
+        )
 
 
 class PowerToDB(nn.Module):
@@ -106,32 +131,34 @@ class PowerToDB(nn.Module):
 
 
 class MFCC(nn.Module):
-    """Log-mel (batch, n_mels, frames) in dB -> (batch, n_mfcc, frames)."""
+    """Log-mel (batch, frames, n_mels) in dB -> (batch, frames, n_mfcc)."""
 
     def __init__(self, n_mfcc: int = 20, n_mels: int = 128) -> None:
         super().__init__()
         self.dct: Tensor
-        self.register_buffer("dct", as_buffer(filters.dct_matrix(n_mfcc, n_mels)))
+        self.register_buffer("dct", as_buffer(filters.dct_matrix(n_mfcc, n_mels).T.copy()))
 
     def forward(self, log_mel: Tensor) -> Tensor:
-        return torch.matmul(self.dct, log_mel)
+        return torch.matmul(log_mel, self.dct)
 
 
 class Chroma(nn.Module):
-    """Power spectrogram -> chroma (batch, 12, frames), each frame scaled to max 1."""
+    """Power spectrogram (batch, frames, bins) -> chroma (batch, frames, 12), each frame
+    scaled to max 1."""
 
     def __init__(self, sample_rate: int = 22050, n_fft: int = 2048) -> None:
         super().__init__()
         self.fb: Tensor
-        self.register_buffer("fb", as_buffer(filters.chroma_filterbank(sample_rate, n_fft)))
+        fb = filters.chroma_filterbank(sample_rate, n_fft)
+        self.register_buffer("fb", as_buffer(fb.T.copy()))
 
     def forward(self, power: Tensor) -> Tensor:
-        return _normalize(torch.matmul(self.fb, power), -2, math.inf)
+        return _normalize(torch.matmul(power, self.fb), -1, math.inf)
 
 
 class SpectralShape(nn.Module):
-    """Magnitude and power spectrograms -> centroid, bandwidth (p=2), 85% rolloff (Hz) and
-    flatness, each (batch, frames).
+    """Magnitude and power spectrograms (batch, frames, bins) -> centroid, bandwidth
+    (p=2), 85% rolloff (Hz) and flatness, each (batch, frames).
 
     The bin sums are one small matmul ([1, f, f^2] against the magnitudes); the rolloff
     bin is found per block of bins first, then inside the one block that crosses.
@@ -147,20 +174,15 @@ class SpectralShape(nn.Module):
         super().__init__()
         self.roll_percent, self.block = roll_percent, block
         freqs = filters.fft_frequencies(sample_rate, n_fft)
-        bins = freqs.size
-        self.n_blocks = -(-bins // block)
-        moments = np.stack([np.ones_like(freqs), freqs, freqs**2])
-        membership = np.zeros((self.n_blocks, bins))
-        membership[np.arange(bins) // block, np.arange(bins)] = 1.0
+        self.n_blocks = -(-freqs.size // block)
         self.freqs: Tensor
         self.moments: Tensor
-        self.membership: Tensor
         self.register_buffer("freqs", as_buffer(freqs))
+        moments = np.stack([np.ones_like(freqs), freqs, freqs**2], 1)
         self.register_buffer("moments", as_buffer(moments))
-        self.register_buffer("membership", as_buffer(membership))
 
     def forward(self, magnitude: Tensor, power: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        m0, m1, m2 = torch.matmul(self.moments, magnitude).unbind(-2)
+        m0, m1, m2 = torch.matmul(magnitude, self.moments).unbind(-1)
         scale = torch.where(m0 < _tiny(m0), torch.ones_like(m0), m0)
         centroid = m1 / scale
         # sum w (f - c)^2 with w = S / sum S, expanded.
@@ -168,40 +190,57 @@ class SpectralShape(nn.Module):
         bandwidth = torch.sqrt(spread.clamp(min=0.0))
         rolloff = self._rolloff(magnitude)
         floored = torch.clamp(power, min=1e-10)
-        flatness = torch.exp(torch.log(floored).mean(-2)) / floored.mean(-2)
+        flatness = torch.exp(torch.log(floored).mean(-1)) / floored.mean(-1)
         return centroid, bandwidth, rolloff, flatness
 
     def _rolloff(self, magnitude: Tensor) -> Tensor:
-        block_sums = torch.matmul(self.membership, magnitude)  # (batch, blocks, frames)
-        cumulative = torch.cumsum(block_sums, -2)
-        threshold = self.roll_percent * cumulative[..., -1:, :]
-        crossing = (cumulative < threshold).sum(-2, keepdim=True).clamp(max=self.n_blocks - 1)
+        bins = self.freqs.numel()
+        whole = bins // self.block * self.block
+        block_sums = magnitude[..., :whole].unflatten(-1, (-1, self.block)).sum(-1)
+        if whole < bins:
+            block_sums = torch.cat([block_sums, magnitude[..., whole:].sum(-1, keepdim=True)], -1)
+        cumulative = torch.cumsum(block_sums, -1)  # (batch, frames, blocks)
+        threshold = self.roll_percent * cumulative[..., -1:]
+        crossing = (cumulative < threshold).sum(-1, keepdim=True).clamp(max=self.n_blocks - 1)
         before = torch.where(
             crossing > 0,
-            cumulative.gather(-2, (crossing - 1).clamp(min=0)),
+            cumulative.gather(-1, (crossing - 1).clamp(min=0)),
             torch.zeros_like(threshold),
         )
-        bins = self.freqs.numel()
-        offsets = torch.arange(self.block, device=magnitude.device).view(1, -1, 1)
-        index = (crossing * self.block + offsets).clamp(max=bins - 1)
-        inside = magnitude.gather(-2, index.expand(magnitude.shape[0], -1, magnitude.shape[-1]))
-        inside = torch.where(
-            crossing * self.block + offsets < bins, inside, torch.zeros_like(inside)
-        )
-        below = (before + torch.cumsum(inside, -2)) < threshold
-        position = (crossing.squeeze(-2) * self.block + below.sum(-2)).clamp(max=bins - 1)
+        index = crossing * self.block + torch.arange(self.block, device=magnitude.device)
+        inside = magnitude.gather(-1, index.clamp(max=bins - 1))
+        inside = torch.where(index < bins, inside, torch.zeros_like(inside))
+        below = (before + torch.cumsum(inside, -1)) < threshold
+        position = (crossing.squeeze(-1) * self.block + below.sum(-1)).clamp(max=bins - 1)
         return self.freqs[position]
 
 
-def _extreme_mean(band: Tensor, count: int, largest: bool) -> Tensor:
-    """Mean of the `count` largest (or smallest) values along the last dim."""
+def _extreme_sum(band: Tensor, count: int, largest: bool, group: int = 8) -> Tensor:
+    """Sum of the `count` largest (or smallest) values along the last dim, exactly.
+
+    torch.topk costs ~11 ns per element on CPU, so a wide band is first cut to the
+    `count` groups of `group` bins with the most extreme heads: the top `count` values
+    of the band all lie in those groups (a value in any other group has `count` heads
+    at least as large), so the sum is the same.
+    """
     if count == 1:
         return band.amax(-1) if largest else band.amin(-1)
-    return band.topk(count, -1, largest=largest).values.mean(-1)
+    width = band.shape[-1]
+    if width > 4 * count * group:
+        heads_count = -(-width // group)
+        fill = -math.inf if largest else math.inf
+        grouped = F.pad(band, (0, heads_count * group - width), value=fill)
+        grouped = grouped.unflatten(-1, (heads_count, group))
+        heads = grouped.amax(-1) if largest else grouped.amin(-1)
+        chosen = heads.topk(count, -1, largest=largest, sorted=False).indices
+        index = chosen.unsqueeze(-1).expand(*chosen.shape, group)
+        band = grouped.gather(-2, index).flatten(-2)
+    return band.topk(count, -1, largest=largest, sorted=False).values.sum(-1)
 
 
 class SpectralContrast(nn.Module):
-    """Magnitude spectrogram -> peak-minus-valley dB per octave band (batch, 7, frames)."""
+    """Magnitude spectrogram (batch, frames, bins) -> peak-minus-valley dB per octave
+    band (batch, frames, 7)."""
 
     def __init__(self, sample_rate: int = 22050, n_fft: int = 2048) -> None:
         super().__init__()
@@ -211,44 +250,66 @@ class SpectralContrast(nn.Module):
     def forward(self, magnitude: Tensor) -> Tensor:
         peaks, valleys = [], []
         for first, end, count in self.bands:
-            band = magnitude[:, first:end].mT  # frames x bins: bins contiguous
-            peaks.append(_extreme_mean(band, count, largest=True))
-            valleys.append(_extreme_mean(band, count, largest=False))
-        return self.to_db(torch.stack(peaks, 1)) - self.to_db(torch.stack(valleys, 1))
+            band = magnitude[..., first:end]
+            peaks.append(_extreme_sum(band, count, largest=True) / count)
+            valleys.append(_extreme_sum(band, count, largest=False) / count)
+        return self.to_db(torch.stack(peaks, -1)) - self.to_db(torch.stack(valleys, -1))
 
 
 class FrameEnergy(nn.Module):
     """Waveform -> RMS (zero-padded frames) and zero-crossing rate (edge-padded frames),
-    each (batch, frames), librosa's framing."""
+    each (batch, frames), librosa's framing.
+
+    A frame is `frame_length // hop_length` whole hops, so both are sums over hop-long
+    blocks (one pass over the samples), added up per frame: no 4x-overlapping windows.
+    """
 
     def __init__(self, frame_length: int = 2048, hop_length: int = 512) -> None:
         super().__init__()
+        if frame_length % hop_length:
+            raise ValueError("frame_length must be a multiple of hop_length")
         self.frame_length, self.hop_length = frame_length, hop_length
+        self.span = frame_length // hop_length
+
+    def _frame_sums(self, padded: Tensor, frames: int) -> Tensor:
+        """(batch, >= (frames + span - 1) * hop) -> per-frame sums (batch, frames)."""
+        blocks = padded[:, : (frames + self.span - 1) * self.hop_length]
+        sums = blocks.unflatten(-1, (-1, self.hop_length)).sum(-1)
+        # Shifted adds, not a pooling average: counts stay exact integers.
+        total = sums[:, :frames]
+        for shift in range(1, self.span):
+            total = total + sums[:, shift : shift + frames]
+        return total
 
     def forward(self, wave: Tensor) -> tuple[Tensor, Tensor]:
         half = self.frame_length // 2
-        squared = F.pad(wave * wave, (half, half)).unsqueeze(1)
-        rms = torch.sqrt(F.avg_pool1d(squared, self.frame_length, self.hop_length).squeeze(1))
-        edged = torch.cat([wave[:, :1].expand(-1, half), wave, wave[:, -1:].expand(-1, half)], 1)
-        signs = torch.signbit(torch.where(edged.abs() <= 1e-10, torch.zeros_like(edged), edged))
-        crossing = (signs[:, 1:] != signs[:, :-1]).to(wave.dtype).unsqueeze(1)
-        # Within a frame the first sample has no predecessor (librosa's pad=False): a frame
-        # sums frame_length - 1 crossings and divides by frame_length.
-        zcr = F.avg_pool1d(crossing, self.frame_length - 1, self.hop_length)
-        zcr = zcr.squeeze(1) * (self.frame_length - 1) / self.frame_length
-        return rms, zcr[..., : rms.shape[-1]]
+        frames = 1 + wave.shape[-1] // self.hop_length
+        squared = F.pad(wave * wave, (half, half + self.hop_length))
+        rms = torch.sqrt(self._frame_sums(squared, frames).clamp(min=0.0) / self.frame_length)
+        # librosa zeroes |x| <= 1e-10 and reads the sign bit: negative means x < -1e-10.
+        negative = wave < -1e-10
+        crossing = (negative[:, 1:] != negative[:, :-1]).to(wave.dtype)
+        # Edge padding adds no crossings; crossing[i] sits between padded samples
+        # half + i and half + i + 1.
+        crossing = F.pad(crossing, (half + 1, half + self.hop_length))
+        # Within a frame the first sample has no predecessor (librosa's pad=False): its
+        # crossing belongs to the previous frame, and a frame divides by frame_length.
+        first = crossing[:, : frames * self.hop_length : self.hop_length]
+        zcr = (self._frame_sums(crossing, frames) - first) / self.frame_length
+        return rms, zcr
 
 
 class OnsetStrength(nn.Module):
-    """Log-mel (dB) -> spectral flux (batch, frames), aligned like librosa.onset_strength."""
+    """Log-mel (batch, frames, n_mels) in dB -> spectral flux (batch, frames), aligned
+    like librosa.onset_strength."""
 
     def __init__(self, n_fft: int = 2048, hop_length: int = 512) -> None:
         super().__init__()
         self.pad = 1 + n_fft // (2 * hop_length)
 
     def forward(self, log_mel: Tensor) -> Tensor:
-        flux = torch.clamp(log_mel[..., 1:] - log_mel[..., :-1], min=0.0).mean(-2)
-        return F.pad(flux, (self.pad, 0))[..., : log_mel.shape[-1]]
+        flux = torch.clamp(log_mel[:, 1:] - log_mel[:, :-1], min=0.0).mean(-1)
+        return F.pad(flux, (self.pad, 0))[..., : log_mel.shape[1]]
 
 
 class Tempo(nn.Module):
@@ -388,28 +449,26 @@ class AudioFeatures(nn.Module):
         self.true_peak = TruePeak()
 
     def forward(self, wave: Tensor) -> FeatureSet:
-        spec = self.stft(wave)
-        # torch.stft lays frames out contiguously (bins vary fastest): the squares of the
-        # interleaved real/imaginary parts are one vectorised pass, unlike complex abs.
-        squares = torch.view_as_real(spec).square()
-        power = squares[..., 0] + squares[..., 1]
+        # Spectral work runs on (batch, frames, bins) rows; frame features are handed
+        # out as (batch, ..., frames) views.
+        power = power_of(self.stft(wave))
         magnitude = torch.sqrt(power)
         log_mel = self.to_db(self.mel_scale(power))
-        chroma = self.chroma(power)
+        chroma = self.chroma(power).mT
         centroid, bandwidth, rolloff, flatness = self.shape(magnitude, power)
         rms, zcr = self.energy(wave)
         onset = self.onset(log_mel)
         tempo, tempo_confidence = self.tempo(onset)
         key, minor, key_confidence = self.key(chroma)
         return FeatureSet(
-            log_mel=log_mel,
-            mfcc=self.mfcc(log_mel),
+            log_mel=log_mel.mT,
+            mfcc=self.mfcc(log_mel).mT,
             chroma=chroma,
             centroid=centroid,
             bandwidth=bandwidth,
             rolloff=rolloff,
             flatness=flatness,
-            contrast=self.contrast(magnitude),
+            contrast=self.contrast(magnitude).mT,
             zcr=zcr,
             rms=rms,
             onset=onset,
