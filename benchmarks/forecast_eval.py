@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import platform
 import time
 import warnings
@@ -62,6 +63,7 @@ SETTINGS = [
 # Origins and baseline fits are shared by the settings of one resolution: baselines
 # forecast the longest horizon once and are cut to each.
 LONGEST = {None: 12, "1h": 24}
+LEVELS = (0.8, 0.95)
 
 
 def load(path: Path, rule: str | None) -> pd.Series:
@@ -85,22 +87,28 @@ def baselines(
     ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = model.forecast(y=y, h=horizon, level=[80])
-        result[name] = (out["mean"], out["lo-80"], out["hi-80"])
+            out = model.forecast(y=y, h=horizon, level=[80, 95])
+        result[name] = tuple(out[k] for k in ("mean", "lo-80", "hi-80", "lo-95", "hi-95"))
     return result
 
 
-def mine(series: pd.Series, horizon: int) -> tuple[np.ndarray, ...]:
+def mine(series: pd.Series, horizon: int) -> tuple[tuple[np.ndarray, ...], str]:
     times = [t.to_pydatetime().replace(tzinfo=UTC) for t in series.index]
-    result = forecast(times, series.to_numpy(), horizon, levels=(0.8,))
-    band = result.intervals[0]
-    return result.mean, band.lower, band.upper, result.model  # type: ignore[return-value]
+    result = forecast(times, series.to_numpy(), horizon, levels=LEVELS)
+    bands = [a for band in result.intervals for a in (band.lower, band.upper)]
+    return (result.mean, *bands), result.model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--origins", type=int, default=6)
     parser.add_argument("--limit", type=int, default=0, help="only the first N series")
+    parser.add_argument(
+        "--baseline-cache",
+        type=Path,
+        default=None,
+        help="pickle of baseline forecasts, reused across runs (they do not change)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -114,9 +122,11 @@ def main() -> None:
     chosen: dict[str, int] = defaultdict(int)
     seconds: dict[str, float] = defaultdict(float)
     cache: dict[tuple[str, str | None, int], dict[str, tuple[np.ndarray, ...]]] = {}
+    if args.baseline_cache and args.baseline_cache.exists():
+        cache = pickle.loads(args.baseline_cache.read_bytes())
     for setting in SETTINGS:
         mase: dict[str, list[float]] = defaultdict(list)
-        inside: dict[str, list[float]] = defaultdict(list)
+        inside: dict[tuple[str, float], list[float]] = defaultdict(list)
         used = 0
         for path in paths:
             series = load(path, setting.rule)
@@ -139,22 +149,24 @@ def main() -> None:
                     break
                 started = time.perf_counter()
                 try:
-                    mean, low, high, model = mine(window, h)
+                    bands, model = mine(window, h)
                 except NotEnoughData:
                     ok = False
                     break
                 seconds["tunelytics"] += time.perf_counter() - started
                 chosen[str(model).split("[")[0]] += 1
-                outputs: dict[str, tuple[np.ndarray, ...]] = {"tunelytics": (mean, low, high)}
+                outputs: dict[str, tuple[np.ndarray, ...]] = {"tunelytics": bands}
                 started = time.perf_counter()
                 key = (path.name, setting.rule, int(origin))
                 if key not in cache:
                     cache[key] = baselines(y, LONGEST[setting.rule], m, setting.ets_season)
                 outputs.update({k: tuple(a[:h] for a in v) for k, v in cache[key].items()})
                 seconds["baselines"] += time.perf_counter() - started
-                for name, (pm, pl, ph) in outputs.items():
+                for name, (pm, *limits) in outputs.items():
                     per_method[name].append(float(np.abs(actual - pm).mean()) / scale)
-                    inside[name].extend(((actual >= pl) & (actual <= ph)).astype(float))
+                    for k, level in enumerate(LEVELS):
+                        pl, ph = limits[2 * k], limits[2 * k + 1]
+                        inside[name, level].extend(((actual >= pl) & (actual <= ph)).astype(float))
             if not ok:
                 continue
             used += 1
@@ -173,7 +185,8 @@ def main() -> None:
                     name,
                     np.mean(mase[name]),
                     np.median(mase[name]),
-                    np.mean(inside[name]),
+                    np.mean(inside[name, 0.8]),
+                    np.mean(inside[name, 0.95]),
                 )
             )
         better = {
@@ -184,11 +197,13 @@ def main() -> None:
             f"{setting.name}: tunelytics has the lower MASE on "
             + ", ".join(f"{v}/{used} series vs {k}" for k, v in better.items())
         )
+    if args.baseline_cache:
+        args.baseline_cache.write_bytes(pickle.dumps(cache))
     print()
-    print("| setting | series | method | mean MASE | median MASE | 80% coverage |")
-    print("|---|---:|---|---:|---:|---:|")
-    for row in table:
-        print(f"| {row[0]} | {row[1]} | {row[2]} | {row[3]:.3f} | {row[4]:.3f} | {row[5]:.1%} |")
+    print("| setting | series | method | mean MASE | median MASE | 80% coverage | 95% coverage |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    for r in table:
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.1%} | {r[6]:.1%} |")
     print()
     print("models chosen by tunelytics:", dict(sorted(chosen.items())))
     print({k: f"{v:.0f} s" for k, v in seconds.items()})

@@ -1,6 +1,18 @@
 """forecast(): the model chosen per series by rolling-origin backtest, with intervals
 calibrated on that backtest's own errors.
 
+Intervals, all from the history before the forecast (causal):
+1. errors of the chosen model at every backtest origin and horizon step, divided by the
+   series' local scale at that origin (mean absolute one-step change over the day before
+   it), so a calmer or wilder recent stretch narrows or widens the interval;
+2. split-conformal quantiles of those scaled errors per horizon step (neighbouring steps
+   pooled), times the local scale at the end of the history;
+3. the nominal level recalibrated on the backtest itself: the smallest level whose bands,
+   built on the earlier origins only, cover the asked share of the later origins' errors
+   (pooled over three cuts). Quantiles of past errors alone are optimistic on real series,
+   whose behaviour drifts and whose chosen model was picked on those very errors; this step
+   measures how optimistic and corrects for it.
+
 >>> from datetime import datetime, timedelta, UTC
 >>> import math
 >>> start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -59,10 +71,13 @@ class Backtest:
     # MAE over the in-sample mean absolute seasonal (or one-step) difference; None when
     # that difference is (numerically) zero, a constant or exactly periodic history.
     mase: float | None
-    # Coverage of intervals calibrated on the earlier half of the origins, measured on the
-    # later half: an estimate of how often the interval will contain what happens.
+    # Coverage of intervals calibrated (the whole procedure, recalibration included) on the
+    # earlier half of the origins, measured on the later half: an estimate of how often
+    # the interval will contain what happens.
     coverage: dict[float, float]
     candidates: dict[str, float] = field(default_factory=dict)  # model -> backtest MAE
+    # The nominal level each interval was built at after recalibration (step 3 above).
+    calibrated: dict[float, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,20 +136,23 @@ def forecast_regular(
     runs[COMBINED] = _combine(runs, mae)
     mae[COMBINED] = float(np.abs(actual - runs[COMBINED].backtest).mean())
     best = min(mae, key=lambda name: mae[name])
-    errors = actual - runs[best].backtest
+    width = max(day, 2 * horizon, 24)
+    scaled, scale_now = _scaled_errors(actual - runs[best].backtest, y, origins, width)
     mean = runs[best].final
+    calibrated = {level: _calibrated_level(scaled, level) for level in levels}
     intervals = [
-        Interval(level, mean + low, mean + high)
+        Interval(level, mean + scale_now * low, mean + scale_now * high)
         for level in levels
-        for low, high in [_bands(errors, level)]
+        for low, high in [_bands(scaled, calibrated[level])]
     ]
     scale = _scale(y[:select_end], day)
     backtest = Backtest(
         origins=len(origins),
         mae=mae[best],
         mase=mae[best] / scale if scale > 1e-9 * (1 + float(np.abs(y).mean())) else None,
-        coverage={level: _held_out_coverage(errors, level) for level in levels},
+        coverage={level: _held_out_coverage(scaled, level) for level in levels},
         candidates=mae,
+        calibrated=calibrated,
     )
     start = offset + n
     return Forecast(
@@ -189,26 +207,79 @@ def _pooled(errors: np.ndarray, step: int) -> np.ndarray:
     return errors[:, max(0, step - width) : step + width + 1].ravel()
 
 
-def _quantile_pair(samples: np.ndarray, level: float) -> tuple[float, float]:
-    """Split-conformal ranks: the (n+1)-corrected order statistics of the signed errors."""
-    ordered = np.sort(samples)
-    n = len(ordered)
-    tail = (1 - level) / 2
-    high = min(n, math.ceil((n + 1) * (1 - tail)))
-    low = max(1, math.floor((n + 1) * tail))
-    return float(ordered[low - 1]), float(ordered[high - 1])
+def _band_grid(errors: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper offsets (levels x steps) at each level: split-conformal ranks, the
+    (n+1)-corrected order statistics of each step's pooled signed errors."""
+    low = np.empty((len(levels), errors.shape[1]))
+    high = np.empty_like(low)
+    tail = (1 - levels) / 2
+    for h in range(errors.shape[1]):
+        ordered = np.sort(_pooled(errors, h))
+        n = len(ordered)
+        top = np.minimum(n, np.ceil((n + 1) * (1 - tail) - 1e-9)).astype(int)
+        bottom = np.maximum(1, np.floor((n + 1) * tail + 1e-9)).astype(int)
+        low[:, h], high[:, h] = ordered[bottom - 1], ordered[top - 1]
+    return low, high
 
 
 def _bands(errors: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    pairs = [_quantile_pair(_pooled(errors, h), level) for h in range(errors.shape[1])]
-    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    low, high = _band_grid(errors, np.array([level]))
+    return low[0], high[0]
+
+
+def _local_scale(y: np.ndarray, points: np.ndarray, width: int) -> np.ndarray:
+    """Mean absolute one-step change over the `width` steps before each point."""
+    steps = np.concatenate([[0.0], np.cumsum(np.abs(np.diff(y)))])
+    end = np.asarray(points) - 1
+    start = np.maximum(0, end - width)
+    return (steps[end] - steps[start]) / np.maximum(1, end - start)
+
+
+def _scaled_errors(
+    errors: np.ndarray, y: np.ndarray, origins: np.ndarray, width: int
+) -> tuple[np.ndarray, float]:
+    """Errors over the local scale at their origin, and the scale at the end of y. A
+    floor keeps a momentarily flat stretch from blowing up its errors; a series with no
+    change at all is left unscaled."""
+    at = _local_scale(y, np.append(origins, len(y)), width)
+    floor = 0.1 * float(at.mean())
+    if floor <= 0:
+        return errors, 1.0
+    at = np.maximum(at, floor)
+    return errors / at[:-1, None], float(at[-1])
+
+
+# Candidate nominal levels for a target level L: from L up to 1 - (1 - L) / 50.
+_LEVEL_STEPS = 41
+_CUTS = (0.33, 0.5, 0.67)
+
+
+def _calibrated_level(errors: np.ndarray, level: float) -> float:
+    """The smallest nominal level whose bands from the origins before a cut cover `level`
+    of the errors after it, pooled over the cuts (origins are in time order)."""
+    n = len(errors)
+    cuts = [k for k in (int(n * f) for f in _CUTS) if k >= 4 and n - k >= 1]
+    grid = np.linspace(level, 1 - (1 - level) / 50, _LEVEL_STEPS)
+    if not cuts:
+        return level
+    hits = np.zeros(len(grid))
+    total = 0
+    for k in cuts:
+        low, high = _band_grid(errors[:k], grid)  # (levels, steps)
+        later = errors[k:][None, :, :]
+        inside = (later >= low[:, None, :]) & (later <= high[:, None, :])
+        hits += inside.sum(axis=(1, 2))
+        total += later.size
+    enough = np.flatnonzero(hits >= level * total)
+    return float(grid[enough[0]] if len(enough) else grid[-1])
 
 
 def _held_out_coverage(errors: np.ndarray, level: float) -> float:
     half = len(errors) // 2
     if half < 1 or len(errors) - half < 1:
         return float("nan")
-    low, high = _bands(errors[:half], level)
+    earlier = errors[:half]
+    low, high = _bands(earlier, _calibrated_level(earlier, level))
     later = errors[half:]
     return float(((later >= low) & (later <= high)).mean())
 
