@@ -9,13 +9,13 @@ frontend; the CNN is tunelytics.domain.audio.classify (log-mel windows, temperat
 calibration on a split of each training fold), the baseline an RBF SVM on mean/std of
 MFCC, chroma and the spectral features (centroid, bandwidth, rolloff, flatness,
 contrast, ZCR, RMS), standardised. Prints stratified 5-fold accuracy side by side and the
-CNN's calibration (expected calibration error, 10 bins).
+CNN's calibration (expected calibration error, 10 bins) and how many epochs early stopping
+kept.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from tunelytics.domain.audio.classify import GenreClassifier, TrainConfig
+from tunelytics.domain.audio.classify import (
+    GenreClassifier,
+    TrainConfig,
+    expected_calibration_error,
+)
 from tunelytics.domain.audio.decode import AudioRejected, decode, encode_wav
 from tunelytics.domain.audio.features import AudioFeatures, FeatureSet
 from tunelytics.domain.audio.synth import Style, synthesize
@@ -101,25 +105,13 @@ def load(data: Path) -> tuple[list[torch.Tensor], np.ndarray, list[str]]:
     return mels, np.stack(summaries), labels
 
 
-def expected_calibration_error(
-    confidence: np.ndarray, correct: np.ndarray, bins: int = 10
-) -> float:
-    edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
-    for low, high in itertools.pairwise(edges):
-        inside = (confidence > low) & (confidence <= high)
-        if inside.any():
-            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
-    return float(total)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path)
     parser.add_argument("--generate", type=Path, help="write a generated data set here")
     parser.add_argument("--per-class", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="at most")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -134,7 +126,7 @@ def main() -> None:
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
     cnn_acc, svm_acc, confidence, correct = [], [], [], []
     print(f"{len(labels)} tracks, {len(set(labels))} labels: {sorted(set(labels))}")
-    print(f"{'fold':>4} {'CNN':>7} {'SVM':>7} {'CNN s':>7}")
+    print(f"{'fold':>4} {'CNN':>7} {'SVM':>7} {'CNN s':>7} {'epochs':>6}")
     for k, (train, test) in enumerate(folds.split(summaries, y)):
         started = time.perf_counter()
         model = GenreClassifier.fit(
@@ -152,7 +144,11 @@ def main() -> None:
         svm = make_pipeline(StandardScaler(), SVC(C=10.0, gamma="scale"))
         svm.fit(summaries[train], y[train])
         svm_acc.append(float((svm.predict(summaries[test]) == y[test]).mean()))
-        print(f"{k + 1:>4} {cnn_acc[-1]:>7.1%} {svm_acc[-1]:>7.1%} {took:>7.1f}", flush=True)
+        epochs = int(model.metrics["epochs"])
+        print(
+            f"{k + 1:>4} {cnn_acc[-1]:>7.1%} {svm_acc[-1]:>7.1%} {took:>7.1f} {epochs:>6}",
+            flush=True,
+        )
     print(
         f"mean {np.mean(cnn_acc):>7.1%} {np.mean(svm_acc):>7.1%}   "
         f"(std {np.std(cnn_acc):.1%} / {np.std(svm_acc):.1%}); CNN ECE "

@@ -205,8 +205,9 @@ async def test_cli_analyze(
     assert "rejected: not a decodable audio file" in lines[2]
     stored = await AudioStore(storage.db).analysis(tenant.id, ids[1])
     assert stored is not None and stored.duplicates[0].track_id == ids[0]
-    track = await storage.db["tracks"].find_one({"tenant_id": tenant.id, "id": ids[1]})
-    assert track is not None and len(track["audio_embedding"]) == len(stored.embedding)
+    # The classifier's input is stored beside the analysis (genre and mood models).
+    inputs = await AudioStore(storage.db).inputs_of(tenant.id, ids[:3])
+    assert sorted(inputs) == ids[:2] and inputs[ids[0]].shape[0] == 128
     mismatched = cli("analyze", str(first), "--track-id", "x", "--track-id", "y", env=env)
     assert mismatched.returncode == 2 and "one per path" in mismatched.stderr
 
@@ -223,5 +224,12 @@ async def test_demo_audio_shows_analyses_and_a_duplicate(storage: Storage) -> No
     assert all(a is not None for a in analyses)
     last = analyses[-1]
     assert last is not None and [d.track_id for d in last.duplicates] == [ids[0]]
-    first = analyses[0]
-    assert first is not None and (first.key, first.mode) == ("A", "minor")
+    # Each clip is labelled with its genre and mood (the duplicate with its original's),
+    # and its classifier input is stored: the demo trains GENRE and MOOD on them.
+    from tunelytics.audio_demo import demo_clips
+
+    expected = [(g, m) for _, g, m in demo_clips()]
+    expected.append(expected[0])
+    labels = [await store.labels(demo.id, track_id) for track_id in ids]
+    assert [(x["genre"], x["mood"]) for x in labels] == expected
+    assert sorted(await store.inputs_of(demo.id, ids)) == ids

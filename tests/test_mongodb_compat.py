@@ -722,6 +722,17 @@ async def test_date_to_long_and_compound_date_keys(
     ]
 
 
+async def test_dotted_projection_nests(db: AsyncDatabase[Document], db_server: Server) -> None:
+    """storage/audio.py and storage/training_data.py project whole subdocuments."""
+    await db.a.insert_one({"_id": "t/1", "t": "t", "sound": {"version": 1, "embedding": [0.5]}})
+    dotted = await db.a.find_one({"t": {"$eq": "t"}}, {"_id": 0, "sound.embedding": 1})
+    assert dotted == db_server.expect(
+        mongodb={"sound": {"embedding": [0.5]}}, nx_27017={"sound.embedding": [0.5]}
+    )
+    whole = await db.a.find_one({"t": {"$eq": "t"}}, {"_id": 0, "sound": 1})
+    assert whole == {"sound": {"version": 1, "embedding": [0.5]}}
+
+
 # --- Monitoring: metric points and series (works on both) ---------------------------------
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tunelytics.config import Settings
-from tunelytics.domain.audio.analysis import AudioAnalysis, analyze
+from tunelytics.domain.audio.analysis import AudioAnalysis
+from tunelytics.domain.audio.classify import analyze_for_classification
 from tunelytics.domain.audio.decode import AudioLimits, AudioRejected
 from tunelytics.storage import connect
 from tunelytics.storage.audio import AudioStore
@@ -62,7 +63,7 @@ async def analyze_files(
                 continue
             try:
                 data = path.read_bytes()
-                result = await analyze(store, tenant, track_id, data, limits)
+                result = await analyze_for_classification(store, tenant, track_id, data, limits)
                 outcomes.append(FileOutcome(path, track_id, result))
             except AudioRejected as error:
                 outcomes.append(FileOutcome(path, track_id, error=error.reason))

@@ -1,16 +1,24 @@
-"""Audio analysis types and the analyzeAudio / audioAnalysis fields."""
+"""Audio analysis types and the analyzeAudio / audioAnalysis / labelTrackAudio /
+similarTracksBySound fields."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import strawberry
 from strawberry import Info
 from strawberry.file_uploads import Upload
 
-from tunelytics.domain.audio import analysis as domain
-from tunelytics.domain.audio.fingerprint import Match
-from tunelytics.domain.audio.quality import QualityReport
+from tunelytics.domain.models import ModelKind
 from tunelytics.resolvers import audio as resolvers
 from tunelytics.resolvers.context import Context
+from tunelytics.schema.types import Track
+from tunelytics.storage.audio import StoredPrediction
+
+if TYPE_CHECKING:  # the analysis imports torch; the schema is built at every start
+    from tunelytics.domain.audio import analysis as domain
+    from tunelytics.domain.audio.fingerprint import Match
+    from tunelytics.domain.audio.quality import QualityReport
 
 CtxInfo = Info[Context, None]
 
@@ -91,6 +99,33 @@ class AudioFeatureSummary:
 
 
 @strawberry.type
+class LabelProbability:
+    label: str
+    probability: float
+
+
+@strawberry.type(description="A track's label from an active genre or mood model.")
+class AudioClassification:
+    label: str = strawberry.field(description="The most probable label.")
+    probability: float = strawberry.field(
+        description="Its calibrated probability (temperature-scaled on held-out tracks)."
+    )
+    probabilities: list[LabelProbability] = strawberry.field(
+        description="Every label the model knows, most probable first; they sum to 1."
+    )
+    model_version: int = strawberry.field(description="The version that classified it.")
+
+    @classmethod
+    def of(cls, p: StoredPrediction) -> AudioClassification:
+        return cls(
+            label=p.label,
+            probability=p.probabilities[0][1],
+            probabilities=[LabelProbability(label=k, probability=v) for k, v in p.probabilities],
+            model_version=p.version,
+        )
+
+
+@strawberry.type
 class AudioAnalysis:
     track_id: strawberry.ID
     duration_seconds: float
@@ -114,10 +149,24 @@ class AudioAnalysis:
     )
     embedding_size: int
     fingerprint_hashes: int
+    genre: AudioClassification | None = strawberry.field(
+        description="From the active GENRE model; null (see genreUnavailableReason) without one."
+    )
+    genre_unavailable_reason: str | None
+    mood: AudioClassification | None = strawberry.field(
+        description="From the active MOOD model; null (see moodUnavailableReason) without one."
+    )
+    mood_unavailable_reason: str | None
 
     @classmethod
-    def of(cls, a: domain.AudioAnalysis) -> AudioAnalysis:
+    def of(cls, classified: resolvers.ClassifiedAnalysis) -> AudioAnalysis:
+        a, predictions = classified.analysis, classified.predictions
+        genre, mood = predictions.get(ModelKind.GENRE), predictions.get(ModelKind.MOOD)
         return cls(
+            genre=AudioClassification.of(genre) if genre else None,
+            genre_unavailable_reason=classified.unavailable.get(ModelKind.GENRE),
+            mood=AudioClassification.of(mood) if mood else None,
+            mood_unavailable_reason=classified.unavailable.get(ModelKind.MOOD),
             track_id=strawberry.ID(a.track_id),
             duration_seconds=a.duration_s,
             sample_rate=a.sample_rate,
@@ -139,11 +188,41 @@ class AudioAnalysis:
         )
 
 
+@strawberry.type(description="The labels a track's genre and mood models train on.")
+class AudioLabels:
+    genre: str | None = strawberry.field(
+        description="Unset, the track's first catalogue genre is its genre label."
+    )
+    mood: str | None
+
+
+@strawberry.type(description="A track that sounds like another, by the genre model.")
+class SoundMatch:
+    track: Track
+    similarity: float = strawberry.field(
+        description="Cosine similarity of the learned sound embeddings, -1 to 1."
+    )
+
+
 @strawberry.type
 class AudioQuery:
-    @strawberry.field(description="The stored analysis of a track's audio.")
+    @strawberry.field(
+        description="The stored analysis of a track's audio, with genre and mood from the "
+        "active models."
+    )
     async def audio_analysis(self, info: CtxInfo, track_id: strawberry.ID) -> AudioAnalysis:
         return AudioAnalysis.of(await resolvers.audio_analysis(info, track_id))
+
+    @strawberry.field(
+        description="Tracks of your catalogue that sound most like this one: cosine "
+        "similarity of the active GENRE model's learned embedding (MODEL_NOT_READY without "
+        "one). Only tracks whose audio was analysed take part."
+    )
+    async def similar_tracks_by_sound(
+        self, info: CtxInfo, track_id: strawberry.ID, first: int = 10
+    ) -> list[SoundMatch]:
+        found = await resolvers.similar_tracks_by_sound(info, track_id, first)
+        return [SoundMatch(track=Track.of(t), similarity=s) for t, s in found]
 
 
 @strawberry.type
@@ -156,3 +235,17 @@ class AudioMutation:
         self, info: CtxInfo, track_id: strawberry.ID, file: Upload
     ) -> AudioAnalysis:
         return AudioAnalysis.of(await resolvers.analyze_audio(info, track_id, file))
+
+    @strawberry.mutation(
+        description="Label a track for training genre and mood models (trainModel(kind: "
+        "GENRE / MOOD)): a value sets the label, an empty string clears it, null keeps it."
+    )
+    async def label_track_audio(
+        self,
+        info: CtxInfo,
+        track_id: strawberry.ID,
+        genre: str | None = None,
+        mood: str | None = None,
+    ) -> AudioLabels:
+        labels = await resolvers.label_track_audio(info, track_id, genre, mood)
+        return AudioLabels(genre=labels.get("genre"), mood=labels.get("mood"))

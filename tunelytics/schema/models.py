@@ -22,6 +22,8 @@ CtxInfo = Info[Context, None]
 @strawberry.enum(description="What a model does.")
 class ModelKind(Enum):
     RECOMMENDER = "recommender"
+    GENRE = "genre"
+    MOOD = "mood"
 
     def to_domain(self) -> domain.ModelKind:
         return domain.ModelKind(self.value)

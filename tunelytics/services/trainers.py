@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tunelytics.domain.models import DataWindow, ModelKind, Progress, Trainer
+from tunelytics.domain.models import DataWindow, ModelKind, Progress, Trainer, TrainingFailed
 from tunelytics.storage import Storage
+from tunelytics.storage.audio import SoundTrainingData, read_sound_training_data
 from tunelytics.storage.training_data import RecommenderData, read_recommender_data
 
 if TYPE_CHECKING:
+    from tunelytics.domain.audio.classify import GenreClassifier
     from tunelytics.domain.recommend import Recommender
 
 # The models import torch when first trained or loaded, not at start-up: the API is up
@@ -50,4 +52,38 @@ RECOMMENDER: Trainer[RecommenderData, Recommender, Storage] = Trainer(
     window=_window,
 )
 
-TRAINERS: dict[ModelKind, Trainer[Any, Any, Storage]] = {ModelKind.RECOMMENDER: RECOMMENDER}
+
+def _sound_trainer(kind: ModelKind) -> Trainer[SoundTrainingData, GenreClassifier, Storage]:
+    """Genre and mood: the CNN on labelled tracks' stored log-mel inputs (storage/audio.py);
+    `params` are TrainConfig fields."""
+
+    async def read(storage: Storage, tenant_id: str) -> SoundTrainingData:
+        return await read_sound_training_data(storage, tenant_id, kind)
+
+    def fit(data: SoundTrainingData, params: dict[str, Any], progress: Progress) -> GenreClassifier:
+        from tunelytics.domain.audio.classify import GenreClassifier, TrainConfig
+
+        if len(set(data.labels)) < 2 or len(data.labels) < 4:
+            raise TrainingFailed(
+                f"not enough data: {kind.value} needs analysed tracks with at least two "
+                f"different labels (labelTrackAudio), has {len(data.labels)} labelled tracks "
+                f"with {len(set(data.labels))} labels"
+            )
+        return GenreClassifier.fit(data.inputs, data.labels, TrainConfig(**params), progress)
+
+    def load(artifact: bytes) -> GenreClassifier:
+        from tunelytics.domain.audio.classify import GenreClassifier
+
+        return GenreClassifier.from_bytes(artifact)
+
+    return Trainer(kind=kind, read=read, fit=fit, load=load, window=lambda data: data.window)
+
+
+GENRE = _sound_trainer(ModelKind.GENRE)
+MOOD = _sound_trainer(ModelKind.MOOD)
+
+TRAINERS: dict[ModelKind, Trainer[Any, Any, Storage]] = {
+    ModelKind.RECOMMENDER: RECOMMENDER,
+    ModelKind.GENRE: GENRE,
+    ModelKind.MOOD: MOOD,
+}

@@ -49,7 +49,8 @@ async def read_recommender_data(
     embeddings: list[Any] = []
     cursor = db["tracks"].find(
         tenant_scope(tenant_id),
-        {"_id": 0, "id": 1, "artist_id": 1, "genres": 1, "duration_ms": 1, "audio.embedding": 1},
+        # `audio`, not "audio.embedding": a dotted projection comes back flat on nx-27017 (o).
+        {"_id": 0, "id": 1, "artist_id": 1, "genres": 1, "duration_ms": 1, "audio": 1},
         batch_size=BATCH,
     )
     async for doc in cursor:
