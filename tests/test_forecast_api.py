@@ -13,8 +13,9 @@ from tunelytics.domain.auth import Role
 from tunelytics.storage import Storage
 from tunelytics.storage.predictions import ListenSeriesRepository
 
-FORECAST = """query($series: BusinessSeriesInput, $seriesId: ID, $horizon: Int!, $interval: Float) {
-  forecast(series: $series, seriesId: $seriesId, horizon: $horizon, interval: $interval) {
+FORECAST = """mutation(
+  $series: BusinessSeriesInput, $seriesId: ID, $horizon: Int!, $interval: Float
+) { forecast(series: $series, seriesId: $seriesId, horizon: $horizon, interval: $interval) {
     id kind subject stepSeconds level model modelVersion createdAt
     points { at mean lower upper }
     backtest { origins mae mase coverage } } }"""

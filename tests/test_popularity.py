@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pytest
 
 from tunelytics.domain.predict import NotEnoughData
 from tunelytics.domain.predict.popularity import (
+    DailyPlays,
+    PopularityModel,
+    PopularityParameters,
     daily_matrix,
     evaluate_popularity,
     predict_popularity,
     ranks,
     rising_tracks,
     spearman,
+    train_popularity,
 )
 
 
@@ -89,3 +93,54 @@ def test_daily_matrix_and_refusals() -> None:
         predict_popularity(m[:, :20])
     with pytest.raises(NotEnoughData):
         evaluate_popularity(m)  # 21 days before the hold-out week
+
+
+def as_daily(counts: np.ndarray, today: date) -> DailyPlays:
+    """A tracks x days matrix as the plays a read returns, its last day yesterday."""
+    days = counts.shape[1]
+    return DailyPlays(
+        {
+            (f"t{i:03d}", today - timedelta(days=days - j)): int(n)
+            for (i, j), n in np.ndenumerate(counts)
+            if n
+        },
+        today,
+    )
+
+
+def test_training_tunes_on_earlier_weeks_and_measures_the_newest() -> None:
+    counts = trending(5, tracks=300, days=84)
+    today = date(2026, 3, 1)
+    steps: list[float] = []
+    model = train_popularity(as_daily(counts, today), lambda f, _m: steps.append(f))
+    assert steps == sorted(steps) and steps[-1] == 1.0
+    m = model.metrics
+    assert m["validation_weeks"] == 6 and m["holdout_tracks"] == 300
+    assert m["mae"] < m["mae_naive"]
+    # The grid point chosen is the best on the validation weeks, never on the hold-out.
+    cuts = [84 - 7 - 7 * k for k in range(1, 7)]
+
+    def validation_mae(params: PopularityParameters) -> float:
+        return float(np.mean([evaluate_popularity(counts, c, params).mae for c in cuts]))
+
+    assert validation_mae(model.params) <= validation_mae(PopularityParameters()) + 1e-12
+    held = evaluate_popularity(counts, 77, model.params)
+    assert m["mae"] == pytest.approx(held.mae)
+    # Stored as JSON and scored on fresh plays with the learned parameters.
+    loaded = PopularityModel.from_bytes(model.to_bytes())
+    assert loaded.params == model.params and loaded.metrics == model.metrics
+    (scores,) = loaded.score([as_daily(counts, today)])
+    expected = predict_popularity(counts[:, -28:], model.params)
+    assert scores.by_track["t000"].predicted_7d == pytest.approx(expected.predicted_7d[0])
+    assert [s.track_id for s in scores.rising] == [
+        f"t{i:03d}" for i in rising_tracks(expected, [f"t{i:03d}" for i in range(300)])
+    ]
+
+
+def test_training_refuses_too_little_history_and_keeps_defaults_without_room() -> None:
+    today = date(2026, 3, 1)
+    with pytest.raises(NotEnoughData, match="35 days"):
+        train_popularity(as_daily(trending(1, tracks=50, days=30), today))
+    kept = train_popularity(as_daily(trending(1, tracks=50, days=36), today))
+    assert kept.params == PopularityParameters() and kept.metrics["validation_weeks"] == 0
+    assert "defaults kept" in kept.metrics["tuning"]

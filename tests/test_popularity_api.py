@@ -1,5 +1,6 @@
-"""Track popularity through the real server: counts from the database, rising tracks,
-refusals, and tenancy with the same track IDs in two tenants."""
+"""Track popularity through the real server: a POPULARITY model trained per tenant and
+served from the registry on counts from the database, rising tracks, refusals, fresh
+scores after new listens, and tenancy with the same track IDs in two tenants."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from tests.conftest import SMALL
 from tests.helpers import Api, codes, record_listens, token
+from tests.predict_training import finished, metrics, start, train, versions
 from tunelytics.domain.auth import Role
 from tunelytics.domain.demo import Demo, DemoSize
-from tunelytics.domain.predict.popularity import daily_matrix, predict_popularity, rising_tracks
+from tunelytics.domain.predict.popularity import DailyPlays, PopularityModel, PopularityParameters
 from tunelytics.seeding import seed_demo
 from tunelytics.storage import Storage
 
@@ -19,8 +21,9 @@ POPULARITY = """query($id: ID!) { trackPopularity(trackId: $id) {
   trackId predictedPlays7d lastPlays7d growth } }"""
 RISING = """query($first: Int) { risingTracks(first: $first) {
   track { id title } predictedPlays7d lastPlays7d growth } }"""
-SIZE = DemoSize(artists=6, tracks=40, listeners=20, listens=1_500, days=42)
-BOOST = 60
+# 56 days: the newest week is the hold-out, the weeks before it tune the parameters.
+SIZE = DemoSize(artists=6, tracks=40, listeners=20, listens=2_000, days=56)
+BOOST = 200  # enough to top even a conservatively tuned model (a smooth level)
 
 
 def yesterday() -> datetime:
@@ -38,12 +41,24 @@ def last_week(demo: Demo, end: datetime | None = None) -> Counter[str]:
     return Counter(li.track_id for li in demo.listens if li.played_at >= since)
 
 
-def expected_rising(demo: Demo) -> list[str]:
+async def trained(api: Api, tenant: str) -> PopularityParameters:
+    """Train and activate the tenant's popularity model; the parameters it learned."""
+    await train(api, token(tenant, Role.ANALYST), "POPULARITY")
+    (model,) = (await versions(api, token(tenant, Role.VIEWER), "POPULARITY")).values()
+    assert model["status"] == "ACTIVE"
+    m = metrics(model)
+    assert m["validation_weeks"] >= 1 and m["holdout_tracks"] > 0
+    assert m["mae"] >= 0 and m["mae_naive"] >= 0
+    return PopularityParameters(
+        **{k: model["params"][k] for k in ("alpha", "damping", "prior_plays")}
+    )
+
+
+def expected_rising(demo: Demo, params: PopularityParameters) -> list[str]:
     """The domain model on the seeded listens: what the database's counts must give."""
     plays = Counter((li.track_id, li.played_at.date()) for li in demo.listens)
-    ids = sorted({t for t, _ in plays})
-    p = predict_popularity(daily_matrix(plays, ids, last_day(demo).date(), 56))
-    return [ids[i] for i in rising_tracks(p, ids)]
+    (scores,) = PopularityModel(params).score([DailyPlays(plays, datetime.now(UTC).date())])
+    return [s.track_id for s in scores.rising]
 
 
 async def seeded(storage: Storage, seed: int, size: DemoSize = SIZE) -> tuple[str, Demo]:
@@ -55,6 +70,14 @@ async def test_a_boosted_track_rises_in_its_tenant_only(api: Api, storage: Stora
     a, demo_a = await seeded(storage, seed=5)
     b, demo_b = await seeded(storage, seed=6)  # the same track IDs, other listens
     assert [t.id for t in demo_a.tracks] == [t.id for t in demo_b.tracks]
+    body = await api.post(RISING, {"first": 5}, token(a, Role.VIEWER))
+    assert codes(body) == ["MODEL_NOT_READY"], body
+    assert "trainModel(kind: POPULARITY)" in body["errors"][0]["message"]
+    await trained(api, a)
+    params_b = await trained(api, b)
+    # Scored (and cached) before the boost: new listens must make the next read fresh.
+    first = await api.post(RISING, {"first": 100}, token(a, Role.VIEWER))
+    assert "errors" not in first, first
     before = last_week(demo_a, yesterday())  # the boost makes yesterday the newest day
     quiet = min(demo_a.tracks, key=lambda t: (before[t.id], t.id)).id
     listener = demo_a.listeners[0].id
@@ -68,7 +91,8 @@ async def test_a_boosted_track_rises_in_its_tenant_only(api: Api, storage: Stora
     body = await api.post(RISING, {"first": 100}, token(a, Role.VIEWER))
     assert "errors" not in body, body
     rising_a = body["data"]["risingTracks"]
-    assert rising_a[0]["track"]["id"] == quiet
+    assert rising_a[0]["track"]["id"] == quiet, rising_a[:3]
+    assert quiet not in {r["track"]["id"] for r in first["data"]["risingTracks"]}
     assert rising_a[0]["lastPlays7d"] == before[quiet] + BOOST
     assert rising_a[0]["growth"] >= 1.25 and rising_a[0]["predictedPlays7d"] > 0
     growths = [r["growth"] for r in rising_a]
@@ -77,7 +101,8 @@ async def test_a_boosted_track_rises_in_its_tenant_only(api: Api, storage: Stora
     body = await api.post(RISING, {"first": 100}, token(b, Role.VIEWER))
     assert "errors" not in body, body
     rising_b = [r["track"]["id"] for r in body["data"]["risingTracks"]]
-    assert rising_b == expected_rising(demo_b)[:100]  # B's own listens, none of A's boost
+    # B's own listens and parameters, none of A's boost.
+    assert rising_b == expected_rising(demo_b, params_b)[:100]
     titles_b = {t.id: t.title for t in demo_b.tracks}
     assert all(
         r["track"]["title"] == titles_b[r["track"]["id"]] for r in body["data"]["risingTracks"]
@@ -95,6 +120,7 @@ async def test_every_track_counts_exactly_and_refusals_are_clear(
 ) -> None:
     a, demo = await seeded(storage, seed=8)
     viewer = token(a, Role.VIEWER)
+    await trained(api, a)
     week = last_week(demo)
     for track in demo.tracks[:10]:
         body = await api.post(POPULARITY, {"id": track.id}, viewer)
@@ -108,8 +134,11 @@ async def test_every_track_counts_exactly_and_refusals_are_clear(
     assert codes(await api.post(RISING, {}, token(a, Role.INGEST))) == ["FORBIDDEN"]
     assert codes(await api.post(RISING, {}, "not-a-token")) == ["UNAUTHENTICATED"]
 
-    # 20 days of listens cannot support 28-day windows: said so, no number made up.
+    # 20 days of listens cannot support 28-day windows: training says so, and the
+    # tenant's queries say why there is no model; no number made up.
     short, demo_short = await seeded(storage, seed=9, size=SMALL)
+    analyst = token(short, Role.ANALYST)
+    job = await finished(api, analyst, await start(api, analyst, "POPULARITY"))
+    assert job["status"] == "FAILED" and "not enough data" in job["error"], job
     body = await api.post(POPULARITY, {"id": demo_short.tracks[0].id}, token(short, Role.VIEWER))
-    assert codes(body) == ["BAD_USER_INPUT"]
-    assert body["errors"][0]["extensions"]["reason"] == "NOT_ENOUGH_DATA"
+    assert codes(body) == ["MODEL_NOT_READY"] and "failed to train" in body["errors"][0]["message"]

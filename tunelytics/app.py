@@ -28,10 +28,11 @@ from tunelytics.pubsub import Broadcaster, RedisBroadcaster, create_broadcaster
 from tunelytics.resolvers.context import Context, Services
 from tunelytics.resolvers.ratelimit import RequestLimiter
 from tunelytics.schema import build_schema
+from tunelytics.services.demo import prepare_demo
 from tunelytics.services.pipeline import build_pipeline
 from tunelytics.services.serving import ModelServer
 from tunelytics.services.trainers import TRAINERS
-from tunelytics.services.training import TrainingService, train_demo_model
+from tunelytics.services.training import TrainingService
 from tunelytics.storage import Storage, connect
 from tunelytics.tokens import TokenVerifier
 
@@ -249,7 +250,8 @@ def create_app(
     settings: Settings, storage: Storage | None = None, train_demo: bool = False
 ) -> Starlette:
     """Compose the app. `storage` may be given (tests); otherwise MONGODB_URL is used.
-    With `train_demo`, the demo tenant gets a recommender in the background if it has none."""
+    With `train_demo`, the demo tenant gets its models (and a few stored forecasts) in the
+    background if it has none."""
     if storage is None:
         if not settings.mongodb_url:
             raise ValueError("create_app needs settings.mongodb_url or a storage")
@@ -279,7 +281,7 @@ def create_app(
         assert services.models and services.training
         await services.models.start()
         if train_demo:
-            await train_demo_model(services.training, settings.demo_tenant)
+            await prepare_demo(services.training, settings.demo_tenant)
         await monitoring.start()
         log.info(
             "tunelytics ready",

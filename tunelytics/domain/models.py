@@ -24,6 +24,8 @@ class ModelKind(enum.StrEnum):
     """What a model does. Add a member for a new kind, and register its Trainer."""
 
     RECOMMENDER = "recommender"
+    CHURN = "churn"
+    POPULARITY = "popularity"
     GENRE = "genre"
     MOOD = "mood"
 

@@ -1,10 +1,11 @@
 """Business analytics: range checks, the cached snapshot, error mapping.
 
 Every field of one `analytics(from, to)` shares one snapshot (three database reads),
-cached per (tenant, range) and tagged with the tenant's data version, which every
-recordListens / upsertListeners (resolvers/listening.py) and seeding bumps: a new listen
-or listener makes the next query read afresh, on every replica, since the version lives
-in the database. Heavy results computed from a snapshot (segments) are cached with it.
+kept per (tenant, range) in the tenant cache (resolvers/cache.py) until the tenant's
+data version changes, which every recordListens / upsertListeners
+(resolvers/listening.py) and seeding bumps: a new listen or listener makes the next
+query read afresh, on every replica, since the version lives in the database. Heavy
+results computed from a snapshot (segments) are kept with it.
 Viewers and up may read analytics (Permission.READ).
 """
 
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,22 +32,13 @@ CtxInfo = Info[Context, None]
 T = TypeVar("T")
 DEFAULT_RANGE = timedelta(days=28)
 MAX_GROUP_IDS = 10_000
-CACHE_ENTRIES = 64
-# A backstop for writes that bypass the version (a raw import into the database).
-CACHE_TTL_S = 600.0
 
 
 @dataclass(slots=True)
 class Snapshot:
-    version: int
     activity: Activity
     results: dict[Any, Any] = field(default_factory=dict)
-    loaded_at: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-_cache: OrderedDict[tuple[str, datetime, datetime], Snapshot] = OrderedDict()
-_loading: dict[tuple[str, datetime, datetime], asyncio.Lock] = {}
 
 
 def analytics_range(start: datetime | None, end: datetime | None) -> DayRange:
@@ -65,26 +55,14 @@ def not_enough(error: NotEnoughData) -> BadUserInput:
 
 
 async def snapshot(info: CtxInfo, r: DayRange) -> Snapshot:
-    tenant = info.context.authorize(Permission.READ).tenant_id
-    repo = AnalyticsRepository(info.context.storage.db)
-    version = await repo.version(tenant)
-    key = (tenant, r.start, r.end)
-    lock = _loading.setdefault(key, asyncio.Lock())
-    async with lock:  # one read per key at a time; the other requests wait for it
-        cached = _cache.get(key)
-        if (
-            cached is not None
-            and cached.version == version
-            and time.monotonic() - cached.loaded_at < CACHE_TTL_S
-        ):
-            _cache.move_to_end(key)
-            return cached
-        fresh = Snapshot(version, await repo.activity(tenant, r))
-        _cache[key] = fresh
-        _cache.move_to_end(key)
-        while len(_cache) > CACHE_ENTRIES:
-            _loading.pop(_cache.popitem(last=False)[0], None)
-        return fresh
+    ctx = info.context
+    tenant = ctx.authorize(Permission.READ).tenant_id
+    repo = AnalyticsRepository(ctx.storage.db)
+
+    async def read() -> Snapshot:
+        return Snapshot(await repo.activity(tenant, r))
+
+    return await ctx.services.cache.get(ctx.storage, tenant, ("analytics", r.start, r.end), read)
 
 
 async def computed(snap: Snapshot, key: Any, work: Callable[[], T]) -> T:

@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket
 from tunelytics.config import Settings
 from tunelytics.domain.auth import Permission, Principal
 from tunelytics.pubsub import Broadcaster
+from tunelytics.resolvers.cache import TenantCache
 from tunelytics.resolvers.errors import Forbidden, Unauthenticated
 from tunelytics.resolvers.loaders import Loaders
 from tunelytics.storage import Storage
@@ -38,6 +39,8 @@ class Services:
     models: ModelServer | None = None
     monitoring: MonitoringService | None = None
     alerting: AlertService | None = None
+    # Analytics, churn and popularity results per tenant, until its data changes.
+    cache: TenantCache = field(default_factory=TenantCache)
 
 
 def bearer_token(value: object) -> str | None:

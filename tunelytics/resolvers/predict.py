@@ -1,96 +1,87 @@
-"""Forecasts of business and metric series: checks, tenancy, storage, error mapping.
+"""Forecasts, churn risks and track popularity: checks, tenancy, serving, error mapping.
 
 Forecasting computes and stores a prediction: analysts and admins (Permission.TRAIN, like
-every model the product fits). Reading stored predictions is Permission.READ: viewers too.
+every model the product fits). Reading stored predictions, churn risks and popularity is
+Permission.READ: viewers too.
+
+Churn and popularity are served from the tenant's active CHURN / POPULARITY model
+(trainModel, activateModel): its learned parameters applied to features read now, once
+per tenant data version and served version (the tenant cache), in the model server's
+inference thread. No active version: MODEL_NOT_READY, saying why.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import time
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 
 from strawberry import Info
 
 from tunelytics.domain.auth import Permission
 from tunelytics.domain.catalog import Track
+from tunelytics.domain.models import ModelKind
 from tunelytics.domain.predict import NotEnoughData, forecast
 from tunelytics.domain.predict.business import (
-    FORECASTER_VERSION,
-    HISTORY,
-    STEP,
     Prediction,
     SeriesKind,
     SeriesRef,
-    counted_series,
     points_series,
 )
-from tunelytics.domain.predict.churn import ChurnRisk, ListenHistory, features, train_at
-from tunelytics.domain.predict.forecast import Forecast, forecast_regular
-from tunelytics.domain.predict.popularity import (
-    HISTORY_DAYS,
-    daily_matrix,
-    predict_popularity,
-    rising_tracks,
-)
+from tunelytics.domain.predict.churn import ChurnRisk, ChurnScores
+from tunelytics.domain.predict.forecast import Forecast
+from tunelytics.domain.predict.popularity import PopularityScores, TrackPopularity
 from tunelytics.resolvers.context import Context
 from tunelytics.resolvers.errors import BadUserInput, NotFound
-from tunelytics.storage.predictions import ListenSeriesRepository, PredictionRepository
+from tunelytics.resolvers.models import served
+from tunelytics.services.forecasting import forecast_listens, interval_levels, store_forecast
+from tunelytics.storage.predictions import (
+    CHURN_HISTORY,
+    POPULARITY_SERVING_DAYS,
+    PredictionRepository,
+    read_churn_history,
+    read_daily_plays,
+)
 
 CtxInfo = Info[Context, None]
 MAX_HORIZON = 1_000
 MAX_METRIC_POINTS = 20_000
 MAX_STORED_PAGE = 100
-CHURN_HISTORY = timedelta(days=180)
-# Churn risks are learned from the tenant's whole history: recomputed at most this often
-# per process, not per request.
-CHURN_TTL_S = 300.0
+
+
+def not_enough(error: NotEnoughData) -> BadUserInput:
+    return BadUserInput(f"not enough data: {error}", reason="NOT_ENOUGH_DATA")
 
 
 async def forecast_series(info: CtxInfo, ref: SeriesRef, horizon: int, level: float) -> Prediction:
-    principal = info.context.authorize(Permission.TRAIN)
-    tenant = principal.tenant_id
+    ctx = info.context
+    tenant = ctx.authorize(Permission.TRAIN).tenant_id
     if not 1 <= horizon <= MAX_HORIZON:
         raise BadUserInput(f"horizon: between 1 and {MAX_HORIZON} steps")
     if not (math.isfinite(level) and 0.5 <= level < 1):
         raise BadUserInput("interval: a coverage level from 0.5 up to (not including) 1")
-    levels = tuple(sorted({level, 0.8, 0.95}))
+    levels = interval_levels(level)
     try:
         if ref.kind is SeriesKind.METRIC:
             result = await _metric_forecast(info, tenant, ref, horizon, levels)
         else:
-            result = await _listen_forecast(info, tenant, ref, horizon, levels)
+            track_ids = await _track_ids(info, ref)
+            result = await forecast_listens(ctx.storage, tenant, ref, track_ids, horizon, levels)
     except NotEnoughData as error:
-        raise BadUserInput(f"not enough data: {error}", reason="NOT_ENOUGH_DATA") from None
-    store = PredictionRepository(info.context.storage.db)
-    return await store.insert(tenant, ref.kind, ref.subject, level, result, _version(result))
+        raise not_enough(error) from None
+    return await store_forecast(ctx.storage, tenant, ref, level, result)
 
 
-def _version(result: Forecast) -> str:
-    return f"{FORECASTER_VERSION}/{result.model}"
-
-
-async def _listen_forecast(
-    info: CtxInfo, tenant: str, ref: SeriesRef, horizon: int, levels: tuple[float, ...]
-) -> Forecast:
+async def _track_ids(info: CtxInfo, ref: SeriesRef) -> list[str] | None:
+    """The tracks of the series (None: the whole tenant), checked to exist in the tenant."""
     loaders = info.context.loaders
-    track_ids: list[str] | None = None
     if ref.track_id is not None:
         await loaders.track.require(ref.track_id, "track")
-        track_ids = [ref.track_id]
-    elif ref.artist_id is not None:
+        return [ref.track_id]
+    if ref.artist_id is not None:
         await loaders.artist.require(ref.artist_id, "artist")
-        track_ids = [t.id for t in await loaders.tracks_by_artist.load(ref.artist_id)]
-    step = STEP[ref.kind]
-    since = datetime.now(UTC) - HISTORY[ref.kind]
-    repo = ListenSeriesRepository(info.context.storage.db)
-    count = repo.streams if ref.kind is SeriesKind.STREAMS else repo.active_listeners
-    counts = await count(tenant, step, since, track_ids) if track_ids != [] else {}
-    series = counted_series(counts, step)
-    # CPU-bound for up to a few hundred ms: off the event loop.
-    return await asyncio.to_thread(forecast_regular, series, horizon, levels)
+        return [t.id for t in await loaders.tracks_by_artist.load(ref.artist_id)]
+    return None
 
 
 async def _metric_forecast(
@@ -120,43 +111,21 @@ async def stored_predictions(
     return await store.recent(principal.tenant_id, ref.kind if ref else kind, subject, first)
 
 
-@dataclass(frozen=True, slots=True)
-class ChurnScores:
-    as_of: datetime
-    by_listener: dict[str, ChurnRisk]
-    ranked: list[ChurnRisk]
-
-
-_churn_cache: dict[str, tuple[float, ChurnScores]] = {}
-_churn_locks: dict[str, asyncio.Lock] = {}
-
-
-def _score(rows: list[tuple[str, str, datetime, bool, int]]) -> ChurnScores:
-    history = ListenHistory.of(rows)
-    model, now = train_at(history)
-    ids, x = features(history, now)
-    risks = model.risks(ids, x)
-    return ChurnScores(
-        as_of=now,
-        by_listener={r.listener_id: r for r in risks},
-        ranked=sorted(risks, key=lambda r: (-r.probability, r.listener_id)),
-    )
-
-
 async def _churn_scores(info: CtxInfo, tenant: str) -> ChurnScores:
-    lock = _churn_locks.setdefault(tenant, asyncio.Lock())
-    async with lock:  # one computation per tenant at a time; the others wait for it
-        cached = _churn_cache.get(tenant)
-        if cached is not None and time.monotonic() - cached[0] < CHURN_TTL_S:
-            return cached[1]
-        repo = ListenSeriesRepository(info.context.storage.db)
-        rows = await repo.history(tenant, datetime.now(UTC) - CHURN_HISTORY)
-        try:
-            scores = await asyncio.to_thread(_score, rows)
-        except NotEnoughData as error:
-            raise BadUserInput(f"not enough data: {error}", reason="NOT_ENOUGH_DATA") from None
-        _churn_cache[tenant] = (time.monotonic(), scores)
-        return scores
+    ctx = info.context
+    model = await served(ctx, tenant, ModelKind.CHURN)
+
+    async def score() -> ChurnScores:
+        history = await read_churn_history(ctx.storage, tenant)
+        result: ChurnScores = await model.call("score", history)
+        return result
+
+    try:
+        return await ctx.services.cache.get(
+            ctx.storage, tenant, ModelKind.CHURN, score, model.version.version
+        )
+    except NotEnoughData as error:
+        raise not_enough(error) from None
 
 
 async def churn_risk(info: CtxInfo, listener_id: str) -> tuple[ChurnRisk, datetime]:
@@ -181,68 +150,22 @@ async def at_risk_listeners(info: CtxInfo, first: int) -> tuple[list[ChurnRisk],
     return scores.ranked[:first], scores.as_of
 
 
-@dataclass(frozen=True, slots=True)
-class TrackPopularity:
-    track_id: str
-    predicted_7d: float
-    last_7d: float
-    growth: float
-
-
-@dataclass(frozen=True, slots=True)
-class PopularityScores:
-    by_track: dict[str, TrackPopularity]
-    rising: list[TrackPopularity]
-
-
-# Read once per tenant every few minutes (one aggregation over 8 weeks of listens), like churn.
-POPULARITY_TTL_S = 300.0
-POPULARITY_DAYS = 56
-_popularity_cache: dict[str, tuple[float, PopularityScores]] = {}
-_popularity_locks: dict[str, asyncio.Lock] = {}
-
-
-def _popularity(plays: dict[tuple[str, date], int], today: date) -> PopularityScores:
-    if not plays:
-        raise NotEnoughData("no listens in the last 8 weeks")
-    # The newest complete UTC day, or the newest day with plays when the data stops earlier.
-    last_day = min(today - timedelta(days=1), max(day for _, day in plays))
-    first_day = min(day for _, day in plays)
-    span = (last_day - first_day).days + 1
-    if span < HISTORY_DAYS:
-        raise NotEnoughData(
-            f"track popularity needs {HISTORY_DAYS} days of listens, the tenant has {span}"
-        )
-    ids = sorted({track for track, _ in plays})
-    p = predict_popularity(daily_matrix(plays, ids, last_day, POPULARITY_DAYS))
-    scores = [
-        TrackPopularity(t, float(p.predicted_7d[i]), float(p.last_7d[i]), float(p.growth[i]))
-        for i, t in enumerate(ids)
-    ]
-    return PopularityScores(
-        by_track={s.track_id: s for s in scores},
-        rising=[scores[i] for i in rising_tracks(p, ids)],
-    )
-
-
 async def _popularity_scores(info: CtxInfo, tenant: str) -> PopularityScores:
-    lock = _popularity_locks.setdefault(tenant, asyncio.Lock())
-    async with lock:
-        cached = _popularity_cache.get(tenant)
-        if cached is not None and time.monotonic() - cached[0] < POPULARITY_TTL_S:
-            return cached[1]
-        now = datetime.now(UTC)
-        since = datetime.combine(now.date(), datetime.min.time(), UTC) - timedelta(
-            days=POPULARITY_DAYS
+    ctx = info.context
+    model = await served(ctx, tenant, ModelKind.POPULARITY)
+    today = datetime.now(UTC).date()  # the newest complete day moves at midnight
+
+    async def score() -> PopularityScores:
+        plays = await read_daily_plays(ctx.storage, tenant, POPULARITY_SERVING_DAYS)
+        result: PopularityScores = await model.call("score", plays)
+        return result
+
+    try:
+        return await ctx.services.cache.get(
+            ctx.storage, tenant, ModelKind.POPULARITY, score, model.version.version, today
         )
-        repo = ListenSeriesRepository(info.context.storage.db)
-        plays = await repo.daily_track_plays(tenant, since)
-        try:
-            scores = await asyncio.to_thread(_popularity, plays, now.date())
-        except NotEnoughData as error:
-            raise BadUserInput(f"not enough data: {error}", reason="NOT_ENOUGH_DATA") from None
-        _popularity_cache[tenant] = (time.monotonic(), scores)
-        return scores
+    except NotEnoughData as error:
+        raise not_enough(error) from None
 
 
 async def track_popularity(info: CtxInfo, track_id: str) -> TrackPopularity:

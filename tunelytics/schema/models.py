@@ -22,6 +22,8 @@ CtxInfo = Info[Context, None]
 @strawberry.enum(description="What a model does.")
 class ModelKind(Enum):
     RECOMMENDER = "recommender"
+    CHURN = "churn"
+    POPULARITY = "popularity"
     GENRE = "genre"
     MOOD = "mood"
 

@@ -1,4 +1,4 @@
-"""GraphQL types and root fields of forecasts (issue 6)."""
+"""GraphQL types and root fields of forecasts, churn risks and track popularity."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from strawberry import Info
 
 from tunelytics.domain.predict.business import Prediction, SeriesKind, SeriesRef
 from tunelytics.domain.predict.churn import ChurnRisk as DomainChurnRisk
+from tunelytics.domain.predict.popularity import TrackPopularity as DomainTrackPopularity
 from tunelytics.resolvers import predict as resolvers
 from tunelytics.resolvers.context import Context
 from tunelytics.resolvers.errors import BadUserInput
@@ -143,7 +144,7 @@ class TrackPopularity:
     )
 
     @staticmethod
-    def of(p: resolvers.TrackPopularity) -> TrackPopularity:
+    def of(p: DomainTrackPopularity) -> TrackPopularity:
         return TrackPopularity(
             track_id=strawberry.ID(p.track_id),
             predicted_plays_7d=p.predicted_7d,
@@ -179,11 +180,12 @@ def _ref(series: BusinessSeriesInput | None, series_id: strawberry.ID | None) ->
 
 
 @strawberry.type
-class PredictQuery:
-    @strawberry.field(
+class PredictMutation:
+    @strawberry.mutation(
         description="Forecast a series `horizon` steps ahead at its own resolution (hours for "
         "streams, days for active listeners, the sampling interval of a metric series), "
-        "with the model chosen by backtest; the forecast is stored. Analysts and admins."
+        "with the model chosen by backtest; the forecast is stored (read them back with "
+        "`predictions`). Analysts and admins."
     )
     async def forecast(
         self,
@@ -196,6 +198,9 @@ class PredictQuery:
         ref = _ref(series, series_id)
         return Forecast.of(await resolvers.forecast_series(info, ref, horizon, interval))
 
+
+@strawberry.type
+class PredictQuery:
     @strawberry.field(description="Stored forecasts, newest first; of one series if given.")
     async def predictions(
         self,
@@ -211,7 +216,10 @@ class PredictQuery:
         )
         return [Forecast.of(p) for p in stored]
 
-    @strawberry.field(description="Churn risk of one listener, with its top drivers.")
+    @strawberry.field(
+        description="Churn risk of one listener, with its top drivers, from the tenant's "
+        "active CHURN model (MODEL_NOT_READY until one is trained and activated)."
+    )
     async def churn_risk(self, info: CtxInfo, listener_id: strawberry.ID) -> ChurnRisk:
         risk, as_of = await resolvers.churn_risk(info, str(listener_id))
         return ChurnRisk.of(risk, as_of)
@@ -221,7 +229,10 @@ class PredictQuery:
         risks, as_of = await resolvers.at_risk_listeners(info, first)
         return [ChurnRisk.of(r, as_of) for r in risks]
 
-    @strawberry.field(description="Predicted plays of one track over the next 7 days.")
+    @strawberry.field(
+        description="Predicted plays of one track over the next 7 days, from the tenant's "
+        "active POPULARITY model (MODEL_NOT_READY until one is trained and activated)."
+    )
     async def track_popularity(self, info: CtxInfo, track_id: strawberry.ID) -> TrackPopularity:
         return TrackPopularity.of(await resolvers.track_popularity(info, str(track_id)))
 

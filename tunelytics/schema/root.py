@@ -49,7 +49,7 @@ from tunelytics.schema.monitoring import (
     MonitoringMutation,
     MonitoringQuery,
 )
-from tunelytics.schema.predict import PredictQuery
+from tunelytics.schema.predict import PredictMutation, PredictQuery
 from tunelytics.schema.recommend import RecommendQuery
 from tunelytics.schema.types import (
     Artist,
@@ -137,7 +137,7 @@ def _rejected(rejections: list[Rejection]) -> list[RejectedItem]:
 
 
 @strawberry.type
-class Mutation(MonitoringMutation, AlertMutation, ModelMutation, AudioMutation):
+class Mutation(MonitoringMutation, AlertMutation, ModelMutation, AudioMutation, PredictMutation):
     @strawberry.mutation(description="Create or update artists; invalid items are reported.")
     async def upsert_artists(
         self, info: CtxInfo, artists: list[ArtistInput]

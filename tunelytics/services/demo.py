@@ -1,20 +1,44 @@
-"""The demo tenant's monitoring: default alert rules and a few days of service and
-business series with planted incidents, sent through the real pipeline (detection,
-alert engine), so its alerts and incidents exist from the first start."""
+"""The demo tenant, ready to explore from the first start.
+
+- Monitoring (at seeding): default alert rules and a few days of service and business
+  series with planted incidents, sent through the real pipeline (detection, alert
+  engine), so its alerts and incidents exist.
+- Models and forecasts (at `serve`, in the background, each only if the tenant has none):
+  churn, popularity and the recommender trained and activated as ordinary training jobs
+  (the fast ones first), and a few stored forecasts made by the `forecast` mutation's
+  own path. The API answers meanwhile; a model's fields say MODEL_NOT_READY until it is
+  active.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 
+from tunelytics.domain.models import Job, ModelKind
 from tunelytics.domain.monitoring.alerting import Rule
 from tunelytics.domain.monitoring.demo_series import DEMO_RULES, demo_series
 from tunelytics.domain.monitoring.points import PointDraft
+from tunelytics.domain.predict.business import SeriesKind, SeriesRef
 from tunelytics.pubsub import LocalBroadcaster
+from tunelytics.services.forecasting import forecast_listens, interval_levels, store_forecast
 from tunelytics.services.monitoring import now_ms
 from tunelytics.services.pipeline import build_pipeline
+from tunelytics.services.training import TrainingService, train_demo_model
 from tunelytics.storage import Storage
+from tunelytics.storage.predictions import ListenSeriesRepository, PredictionRepository
+from tunelytics.storage.scope import tenant_scope
 
+log = logging.getLogger(__name__)
 BATCH = 1_000
+# Churn and popularity train in seconds; the recommender takes longest, so it goes last.
+DEMO_MODELS = (ModelKind.CHURN, ModelKind.POPULARITY, ModelKind.RECOMMENDER)
+# (series, horizon in the series' steps): two days of hourly streams, two weeks of daily
+# active listeners, a day of one artist's streams.
+DEMO_FORECASTS = ((SeriesKind.STREAMS, 48), (SeriesKind.ACTIVE_LISTENERS, 14))
+ARTIST_HORIZON = 24
+_background: set[asyncio.Task[int]] = set()
 
 
 def demo_point_count(days: int = 3) -> int:
@@ -51,3 +75,52 @@ async def seed_monitoring(
     await pipeline.monitoring.flush(everything=True)
     await pipeline.monitoring.release_all()
     return stored
+
+
+async def prepare_demo(training: TrainingService, tenant_id: str) -> list[Job]:
+    """Start the demo tenant's model training jobs and, in the background, its stored
+    forecasts; returns the jobs started (none for a tenant that has its models)."""
+    jobs = [
+        job for kind in DEMO_MODELS if (job := await train_demo_model(training, tenant_id, kind))
+    ]
+    task = asyncio.create_task(seed_forecasts(training.storage, tenant_id), name="demo-forecasts")
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return jobs
+
+
+async def seed_forecasts(storage: Storage, tenant_id: str) -> int:
+    """A few stored forecasts for a tenant that has none; returns how many were made."""
+    try:
+        if await storage.tenants.get(tenant_id) is None:
+            return 0
+        if await PredictionRepository(storage.db).recent(tenant_id, None, None, 1):
+            return 0
+        wanted: list[tuple[SeriesRef, list[str] | None, int]] = [
+            (SeriesRef(kind), None, horizon) for kind, horizon in DEMO_FORECASTS
+        ]
+        artist = await storage.db["artists"].find_one(
+            tenant_scope(tenant_id), {"_id": 0, "id": 1}, sort=[("id", 1)]
+        )
+        if artist is not None:
+            tracks = await ListenSeriesRepository(storage.db).track_ids_of_artist(
+                tenant_id, artist["id"]
+            )
+            wanted.append(
+                (SeriesRef(SeriesKind.STREAMS, artist_id=artist["id"]), tracks, ARTIST_HORIZON)
+            )
+        made = 0
+        for ref, of_tracks, horizon in wanted:
+            result = await forecast_listens(
+                storage, tenant_id, ref, of_tracks, horizon, interval_levels(0.8)
+            )
+            await store_forecast(storage, tenant_id, ref, 0.8, result)
+            made += 1
+        log.info("stored the demo forecasts", extra={"tenant": tenant_id, "forecasts": made})
+        return made
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        # The demo goes on without them: `forecast` makes one on demand.
+        log.exception("cannot store the demo forecasts", extra={"tenant": tenant_id})
+        return 0

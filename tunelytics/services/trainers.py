@@ -13,8 +13,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tunelytics.domain.models import DataWindow, ModelKind, Progress, Trainer, TrainingFailed
+from tunelytics.domain.predict.churn import ChurnModel, ListenHistory, train_churn
+from tunelytics.domain.predict.errors import NotEnoughData
+from tunelytics.domain.predict.popularity import DailyPlays, PopularityModel, train_popularity
 from tunelytics.storage import Storage
 from tunelytics.storage.audio import SoundTrainingData, read_sound_training_data
+from tunelytics.storage.predictions import (
+    history_window,
+    plays_window,
+    read_churn_history,
+    read_daily_plays,
+)
 from tunelytics.storage.training_data import RecommenderData, read_recommender_data
 
 if TYPE_CHECKING:
@@ -53,6 +62,41 @@ RECOMMENDER: Trainer[RecommenderData, Recommender, Storage] = Trainer(
 )
 
 
+def _fit_churn(data: ListenHistory, _params: dict[str, Any], progress: Progress) -> ChurnModel:
+    try:
+        return train_churn(data, progress)
+    except NotEnoughData as error:
+        raise TrainingFailed(f"not enough data: {error}") from None
+
+
+def _fit_popularity(
+    data: DailyPlays, _params: dict[str, Any], progress: Progress
+) -> PopularityModel:
+    try:
+        return train_popularity(data, progress)
+    except NotEnoughData as error:
+        raise TrainingFailed(f"not enough data: {error}") from None
+
+
+# Churn and popularity learn a handful of numbers (a calibrated logistic model; three
+# smoothing parameters); serving applies them to features read at request time.
+CHURN: Trainer[ListenHistory, ChurnModel, Storage] = Trainer(
+    kind=ModelKind.CHURN,
+    read=read_churn_history,
+    fit=_fit_churn,
+    load=ChurnModel.from_bytes,
+    window=history_window,
+)
+
+POPULARITY: Trainer[DailyPlays, PopularityModel, Storage] = Trainer(
+    kind=ModelKind.POPULARITY,
+    read=read_daily_plays,
+    fit=_fit_popularity,
+    load=PopularityModel.from_bytes,
+    window=plays_window,
+)
+
+
 def _sound_trainer(kind: ModelKind) -> Trainer[SoundTrainingData, GenreClassifier, Storage]:
     """Genre and mood: the CNN on labelled tracks' stored log-mel inputs (storage/audio.py);
     `params` are TrainConfig fields."""
@@ -84,6 +128,8 @@ MOOD = _sound_trainer(ModelKind.MOOD)
 
 TRAINERS: dict[ModelKind, Trainer[Any, Any, Storage]] = {
     ModelKind.RECOMMENDER: RECOMMENDER,
+    ModelKind.CHURN: CHURN,
+    ModelKind.POPULARITY: POPULARITY,
     ModelKind.GENRE: GENRE,
     ModelKind.MOOD: MOOD,
 }

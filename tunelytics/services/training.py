@@ -341,10 +341,11 @@ def progress_logger(step: float = 0.25) -> Observer:
     return observe
 
 
-async def train_demo_model(training: TrainingService, tenant_id: str) -> Job | None:
-    """Train and activate a recommender for the demo tenant if it has none (nor one on the
-    way), in the background: the API is up at once and serves it when it is ready."""
-    kind = ModelKind.RECOMMENDER
+async def train_demo_model(
+    training: TrainingService, tenant_id: str, kind: ModelKind = ModelKind.RECOMMENDER
+) -> Job | None:
+    """Train and activate a model of `kind` for the demo tenant if it has none (nor one on
+    the way), in the background: the API is up at once and serves it when it is ready."""
     try:
         if await training.storage.tenants.get(tenant_id) is None:
             return None
@@ -360,7 +361,7 @@ async def train_demo_model(training: TrainingService, tenant_id: str) -> Job | N
             params=DEMO_PARAMS.get(kind),
         )
     except Exception:
-        log.exception("cannot train the demo recommender")
+        log.exception("cannot train the demo %s", kind.value)
         return None
-    log.info("training the demo recommender in the background", extra={"job": job.id})
+    log.info("training the demo %s in the background", kind.value, extra={"job": job.id})
     return job

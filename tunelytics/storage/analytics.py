@@ -11,7 +11,7 @@ time, so no date comparison: docs/mongodb-compat.md g, h):
   (`$sum: "$skipped"` would be 0 on MongoDB, which ignores booleans; a `$cond` is
   rejected on a bare field path and slow otherwise on nx-27017, n);
 - active UTC days over the range and the 29 days before it (for WAU/MAU windows): an
-  `$addToSet` of `$dateToString` day keys, as storage/predictions.py counts days (e, e6).
+  `$addToSet` of `$dateToString` day keys (date_key, shared with storage/predictions.py).
 
 Listeners come from one `find` of the tenant's listeners.
 """
@@ -35,8 +35,21 @@ from tunelytics.storage.listening import EPOCH
 from tunelytics.storage.scope import document_key, keyed, tenant_scope
 
 Document = dict[str, Any]
-DAY_FORMAT = "%Y-%m-%d"
-HOUR_FORMAT = "%Y-%m-%dT%H"
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+DATE_KEY_FORMATS = {HOUR: "%Y-%m-%dT%H", DAY: "%Y-%m-%d"}
+
+
+def date_key(step: timedelta) -> Document:
+    """A listen's UTC hour or day as a `$dateToString` string, the one way every pipeline
+    here and in storage/predictions.py buckets listens by time: `$dateTrunc` keys come
+    back as text on nx-27017 and `$toLong` of a date is null (docs/mongodb-compat.md e,
+    e6), while these strings are exact on both. parse_date_key reads one back."""
+    return {"$dateToString": {"date": "$ts", "format": DATE_KEY_FORMATS[step]}}
+
+
+def parse_date_key(key: str, step: timedelta) -> datetime:
+    return datetime.strptime(key, DATE_KEY_FORMATS[step]).replace(tzinfo=UTC)
 
 
 def seq_bound(moment: datetime) -> str:
@@ -62,7 +75,7 @@ class AnalyticsRepository:
 
     async def totals(self, tenant_id: str, r: DayRange) -> dict[str, ListenerTotals]:
         match = self._match(tenant_id, r.start, r.end)
-        hour = {"$dateToString": {"date": "$ts", "format": HOUR_FORMAT}}
+        hour = date_key(HOUR)
         group = {
             "_id": "$listener_id",
             "n": {"$sum": 1},
@@ -80,7 +93,7 @@ class AnalyticsRepository:
         skips_of = {doc["_id"]: int(doc["n"]) for doc in skips}
         result = {}
         for doc in rows:
-            hours = [datetime.strptime(h, HOUR_FORMAT) for h in doc["hours"]]
+            hours = [parse_date_key(h, HOUR) for h in doc["hours"]]
             result[doc["_id"]] = ListenerTotals(
                 listens=int(doc["n"]),
                 ms_played=int(doc["ms"]),
@@ -95,15 +108,12 @@ class AnalyticsRepository:
         return await (await self.listens.aggregate(pipeline)).to_list()
 
     async def days_active(self, tenant_id: str, r: DayRange) -> dict[str, frozenset[date]]:
-        day = {"$dateToString": {"date": "$ts", "format": DAY_FORMAT}}
         pipeline = [
             self._match(tenant_id, r.start - WINDOW_LOOKBACK, r.end),
-            {"$group": {"_id": "$listener_id", "days": {"$addToSet": day}}},
+            {"$group": {"_id": "$listener_id", "days": {"$addToSet": date_key(DAY)}}},
         ]
         return {
-            doc["_id"]: frozenset(
-                datetime.strptime(d, DAY_FORMAT).replace(tzinfo=UTC).date() for d in doc["days"]
-            )
+            doc["_id"]: frozenset(parse_date_key(d, DAY).date() for d in doc["days"])
             async for doc in await self.listens.aggregate(pipeline)
         }
 

@@ -1,10 +1,8 @@
 """Business series counted from listens on the database, and stored predictions.
 
-Buckets are `$dateToString` keys (hour `%Y-%m-%dT%H`, day `%Y-%m-%d`, always UTC), parsed
-back here: correct on MongoDB and on nx-27017, where `$dateTrunc` keys come back as text
-and `$toLong` of a date is null, so an epoch-millisecond bucket cannot be computed in the
-pipeline (docs/mongodb-compat.md, e, e6). The history window is a `seq` range (a string
-that sorts like the listen time), not a date comparison (g, h).
+Buckets are the `$dateToString` hour or day keys of storage/analytics.date_key (UTC,
+exact on MongoDB and on nx-27017: docs/mongodb-compat.md e, e6). The history window is a
+`seq` range (a string that sorts like the listen time), not a date comparison (g, h).
 """
 
 from __future__ import annotations
@@ -16,18 +14,24 @@ import numpy as np
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
+from tunelytics.domain.models import DataWindow
 from tunelytics.domain.predict.business import Prediction, SeriesKind
+from tunelytics.domain.predict.churn import ListenHistory
 from tunelytics.domain.predict.forecast import Backtest, Forecast, Interval
-from tunelytics.storage.listening import EPOCH
+from tunelytics.domain.predict.popularity import DailyPlays
+from tunelytics.storage.analytics import DAY, date_key, parse_date_key, seq_bound
+from tunelytics.storage.database import Storage
 from tunelytics.storage.scope import tenant_scope
 
 Document = dict[str, Any]
-FORMATS = {timedelta(hours=1): "%Y-%m-%dT%H", timedelta(days=1): "%Y-%m-%d"}
-
-
-def _since(moment: datetime) -> str:
-    millis = (moment - EPOCH) // timedelta(milliseconds=1)
-    return f"{max(millis, 0):013d}"
+BATCH = 20_000
+MAX_HISTORY_LISTENS = 2_000_000
+# Churn reads half a year of listens (tenure beyond that adds nothing); popularity eight
+# weeks when serving (the newest 28 complete days, even when the data stopped a while
+# ago) and twelve when training (hold-out and validation weeks before them).
+CHURN_HISTORY = timedelta(days=180)
+POPULARITY_SERVING_DAYS = 56
+POPULARITY_TRAINING_DAYS = 84
 
 
 class ListenSeriesRepository:
@@ -45,9 +49,9 @@ class ListenSeriesRepository:
         self, tenant_id: str, step: timedelta, since: datetime, track_ids: list[str] | None
     ) -> dict[datetime, int]:
         match = self._match(tenant_id, since, track_ids)
-        pipeline = [{"$match": match}, {"$group": {"_id": self._bucket(step), "n": {"$sum": 1}}}]
+        pipeline = [{"$match": match}, {"$group": {"_id": date_key(step), "n": {"$sum": 1}}}]
         return {
-            self._parse(doc["_id"], step): int(doc["n"])
+            parse_date_key(doc["_id"], step): int(doc["n"])
             async for doc in await self.listens.aggregate(pipeline)
         }
 
@@ -57,9 +61,9 @@ class ListenSeriesRepository:
         match = self._match(tenant_id, since, track_ids)
         # $addToSet rather than a compound (bucket, listener) key: the emulator does not
         # evaluate expressions inside a compound group key (e3).
-        group = {"_id": self._bucket(step), "who": {"$addToSet": "$listener_id"}}
+        group = {"_id": date_key(step), "who": {"$addToSet": "$listener_id"}}
         return {
-            self._parse(doc["_id"], step): len(doc["who"])
+            parse_date_key(doc["_id"], step): len(doc["who"])
             async for doc in await self.listens.aggregate([{"$match": match}, {"$group": group}])
         }
 
@@ -72,8 +76,7 @@ class ListenSeriesRepository:
         compound key of expressions, nor of fields computed by a `$project` (e6), but it
         does evaluate `$concat`. Days hold no "|", so the last one splits the key.
         """
-        day = {"$dateToString": {"date": "$ts", "format": FORMATS[timedelta(days=1)]}}
-        key = {"$concat": ["$track_id", "|", day]}
+        key = {"$concat": ["$track_id", "|", date_key(DAY)]}
         pipeline = [
             {"$match": self._match(tenant_id, since, None)},
             {"$group": {"_id": key, "n": {"$sum": 1}}},
@@ -81,34 +84,65 @@ class ListenSeriesRepository:
         result: dict[tuple[str, date], int] = {}
         async for doc in await self.listens.aggregate(pipeline):
             track, _, when = str(doc["_id"]).rpartition("|")
-            result[(track, self._parse(when, timedelta(days=1)).date())] = int(doc["n"])
+            result[(track, parse_date_key(when, DAY).date())] = int(doc["n"])
         return result
 
     async def history(
-        self, tenant_id: str, since: datetime
-    ) -> list[tuple[str, str, datetime, bool, int]]:
-        """(listener, track, time, skipped, ms played) of every listen since `since`."""
-        fields = {"listener_id": 1, "track_id": 1, "ts": 1, "skipped": 1, "ms_played": 1}
-        cursor = self.listens.find(tenant_scope(tenant_id, seq={"$gte": _since(since)}), fields)
-        return [
-            (d["listener_id"], d["track_id"], d["ts"], bool(d["skipped"]), int(d["ms_played"]))
-            async for d in cursor
-        ]
+        self, tenant_id: str, since: datetime, limit: int = MAX_HISTORY_LISTENS
+    ) -> ListenHistory:
+        """(listener, track, time, skipped, ms played) of the listens since `since`, at
+        most `limit` of them (a memory bound: a tenant beyond it reads a subset)."""
+        fields = {"_id": 0, "listener_id": 1, "track_id": 1, "ts": 1, "skipped": 1, "ms_played": 1}
+        cursor = self.listens.find(
+            tenant_scope(tenant_id, seq={"$gte": seq_bound(since)}), fields, batch_size=BATCH
+        ).limit(limit)
+        return ListenHistory.of(
+            [
+                (d["listener_id"], d["track_id"], d["ts"], bool(d["skipped"]), int(d["ms_played"]))
+                async for d in cursor
+            ]
+        )
 
     @staticmethod
     def _match(tenant_id: str, since: datetime, track_ids: list[str] | None) -> Document:
-        match = tenant_scope(tenant_id, seq={"$gte": _since(since)})
+        match = tenant_scope(tenant_id, seq={"$gte": seq_bound(since)})
         if track_ids is not None:
             match["track_id"] = {"$in": track_ids}
         return match
 
-    @staticmethod
-    def _bucket(step: timedelta) -> Document:
-        return {"$dateToString": {"date": "$ts", "format": FORMATS[step]}}
 
-    @staticmethod
-    def _parse(key: str, step: timedelta) -> datetime:
-        return datetime.strptime(key, FORMATS[step]).replace(tzinfo=UTC)
+async def read_churn_history(storage: Storage, tenant_id: str) -> ListenHistory:
+    """The churn model's training (and scoring) data: CHURN_HISTORY of listens."""
+    repo = ListenSeriesRepository(storage.db)
+    return await repo.history(tenant_id, datetime.now(UTC) - CHURN_HISTORY)
+
+
+async def read_daily_plays(
+    storage: Storage, tenant_id: str, days: int = POPULARITY_TRAINING_DAYS
+) -> DailyPlays:
+    """Plays per (track, UTC day) over the `days` whole days before today."""
+    now = datetime.now(UTC)
+    since = datetime.combine(now.date(), datetime.min.time(), UTC) - timedelta(days=days)
+    plays = await ListenSeriesRepository(storage.db).daily_track_plays(tenant_id, since)
+    return DailyPlays(plays, now.date())
+
+
+def history_window(history: ListenHistory) -> DataWindow:
+    if len(history.at) == 0:
+        return DataWindow(None, None, 0)
+    start, end = float(history.at.min()), float(history.at.max())
+    return DataWindow(
+        datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC), len(history.at)
+    )
+
+
+def plays_window(daily: DailyPlays) -> DataWindow:
+    if not daily.plays:
+        return DataWindow(None, None, 0)
+    days = [day for _, day in daily.plays]
+    start = datetime.combine(min(days), datetime.min.time(), UTC)
+    end = datetime.combine(max(days), datetime.min.time(), UTC) + timedelta(days=1)
+    return DataWindow(start, end, sum(daily.plays.values()))
 
 
 class PredictionRepository:

@@ -20,17 +20,21 @@ prediction carries its top drivers: the features' contributions to the log-odds.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
+from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from tunelytics.domain.models import Progress
 from tunelytics.domain.predict.errors import NotEnoughData
 
 HORIZON = timedelta(days=28)
@@ -48,6 +52,7 @@ FEATURES = (
     "tenure_days",
 )
 MIN_LISTENERS = 30
+FORMAT = "churn-1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,14 +145,109 @@ class ChurnRisk:
     drivers: list[Driver]
 
 
+@dataclass(frozen=True, slots=True)
+class _Linear:
+    """A standardised linear score: ((x - mean) / scale) . coef + intercept."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    @staticmethod
+    def of(pipeline: Pipeline) -> _Linear:
+        scaler: StandardScaler = pipeline[0]
+        linear: LogisticRegression = pipeline[-1]
+        return _Linear(
+            np.asarray(scaler.mean_, dtype=np.float64),
+            np.asarray(scaler.scale_, dtype=np.float64),
+            np.asarray(linear.coef_[0], dtype=np.float64),
+            float(linear.intercept_[0]),
+        )
+
+    def standardised(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) / self.scale
+
+    def decision(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.standardised(x) @ self.coef + self.intercept)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept,
+        }
+
+    @staticmethod
+    def from_state(state: dict[str, Any]) -> _Linear:
+        return _Linear(
+            np.array(state["mean"], dtype=np.float64),
+            np.array(state["scale"], dtype=np.float64),
+            np.array(state["coef"], dtype=np.float64),
+            float(state["intercept"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Calibrator:
+    """Platt scaling (1 / (1 + exp(a f + b))) or isotonic (a clipped linear interpolation)."""
+
+    method: str
+    a: float = 0.0
+    b: float = 0.0
+    xs: tuple[float, ...] = ()
+    ys: tuple[float, ...] = ()
+
+    @staticmethod
+    def of(calibrator: Any, method: str) -> _Calibrator:
+        if method == "sigmoid":
+            return _Calibrator(method, a=float(calibrator.a_), b=float(calibrator.b_))
+        return _Calibrator(
+            method,
+            xs=tuple(float(v) for v in calibrator.X_thresholds_),
+            ys=tuple(float(v) for v in calibrator.y_thresholds_),
+        )
+
+    def __call__(self, f: np.ndarray) -> np.ndarray:
+        if self.method == "sigmoid":
+            return np.asarray(expit(-(self.a * f + self.b)))
+        return np.interp(f, self.xs, self.ys)
+
+    def state(self) -> dict[str, Any]:
+        return {"method": self.method, "a": self.a, "b": self.b, "xs": self.xs, "ys": self.ys}
+
+    @staticmethod
+    def from_state(state: dict[str, Any]) -> _Calibrator:
+        return _Calibrator(
+            state["method"], state["a"], state["b"], tuple(state["xs"]), tuple(state["ys"])
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnScores:
+    """Every scored listener of a tenant at one cut-off, and the same ranked riskiest first."""
+
+    as_of: datetime
+    by_listener: dict[str, ChurnRisk]
+    ranked: list[ChurnRisk]
+
+
 class ChurnModel:
-    """Fit at a cut-off whose next 28 days are known; score any later cut-off."""
+    """Fit at a cut-off whose next 28 days are known; score any later cut-off.
+
+    Fitting uses scikit-learn; what it learned is kept as plain arrays (the scalers,
+    coefficients and calibration maps of each cross-validation fold, averaged as
+    CalibratedClassifierCV averages them), so a stored model is JSON, never a pickle.
+    """
 
     def __init__(self, columns: Sequence[int] | None = None) -> None:
         self.columns = list(columns) if columns is not None else list(range(len(FEATURES)))
-        self.calibrated: CalibratedClassifierCV | None = None
-        self.explainer: Pipeline | None = None
+        self.folds: list[tuple[_Linear, _Calibrator]] = []
+        self.explainer: _Linear | None = None
         self.base_rate = 0.0
+        # What training measured on its time-based hold-out (numbers), and notes.
+        self.metrics: dict[str, Any] = {}
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> ChurnModel:
         if len(y) < MIN_LISTENERS or y.min() == y.max():
@@ -160,23 +260,26 @@ class ChurnModel:
         base = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
         method = "isotonic" if len(y) >= 2_000 else "sigmoid"
         folds = int(min(5, max(2, min(np.bincount(y)))))
-        self.calibrated = CalibratedClassifierCV(base, method=method, cv=folds).fit(x, y)
-        self.explainer = make_pipeline(
-            StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)
-        ).fit(x, y)
+        calibrated = CalibratedClassifierCV(base, method=method, cv=folds).fit(x, y)
+        self.folds = [
+            (_Linear.of(c.estimator), _Calibrator.of(c.calibrators[0], method))
+            for c in calibrated.calibrated_classifiers_
+        ]
+        explainer = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+        self.explainer = _Linear.of(explainer.fit(x, y))
         self.base_rate = float(y.mean())
         return self
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        assert self.calibrated is not None, "fit first"
-        return np.asarray(self.calibrated.predict_proba(x[:, self.columns])[:, 1])
+        assert self.folds, "fit first"
+        x = x[:, self.columns]
+        p = np.mean([calibrate(linear.decision(x)) for linear, calibrate in self.folds], axis=0)
+        return np.asarray(p)
 
     def risks(self, ids: Sequence[str], x: np.ndarray, top: int = 3) -> list[ChurnRisk]:
         assert self.explainer is not None, "fit first"
         p = self.probabilities(x)
-        scaler: StandardScaler = self.explainer[0]
-        linear: LogisticRegression = self.explainer[1]
-        contributions = scaler.transform(x[:, self.columns]) * linear.coef_[0]
+        contributions = self.explainer.standardised(x[:, self.columns]) * self.explainer.coef
         names = [FEATURES[c] for c in self.columns]
         result = []
         for i, listener_id in enumerate(ids):
@@ -188,13 +291,106 @@ class ChurnModel:
             result.append(ChurnRisk(listener_id, float(p[i]), drivers))
         return result
 
+    def score(self, histories: Sequence[ListenHistory]) -> list[ChurnScores]:
+        """Each history scored at its newest listen: the batch call the model server makes."""
+        result = []
+        for history in histories:
+            now = history.newest
+            ids, x = features(history, now)
+            risks = self.risks(ids, x)
+            result.append(
+                ChurnScores(
+                    as_of=now,
+                    by_listener={r.listener_id: r for r in risks},
+                    ranked=sorted(risks, key=lambda r: (-r.probability, r.listener_id)),
+                )
+            )
+        return result
+
+    def to_bytes(self) -> bytes:
+        assert self.explainer is not None, "fit first"
+        state = {
+            "format": FORMAT,
+            "features": [FEATURES[c] for c in self.columns],
+            "folds": [
+                {"linear": lin.state(), "calibrator": cal.state()} for lin, cal in self.folds
+            ],
+            "explainer": self.explainer.state(),
+            "base_rate": self.base_rate,
+            "metrics": self.metrics,
+        }
+        return json.dumps(state).encode()
+
+    @staticmethod
+    def from_bytes(data: bytes) -> ChurnModel:
+        state = json.loads(data)
+        if state.get("format") != FORMAT:
+            raise ValueError(f"unsupported churn model format {state.get('format')!r}")
+        model = ChurnModel([FEATURES.index(name) for name in state["features"]])
+        model.folds = [
+            (_Linear.from_state(f["linear"]), _Calibrator.from_state(f["calibrator"]))
+            for f in state["folds"]
+        ]
+        model.explainer = _Linear.from_state(state["explainer"])
+        model.base_rate = float(state["base_rate"])
+        model.metrics = dict(state["metrics"])
+        return model
+
+
+def labelled(history: ListenHistory, cutoff: datetime) -> tuple[list[str], np.ndarray, np.ndarray]:
+    ids, x = features(history, cutoff)
+    return ids, x, labels(history, ids, cutoff)
+
 
 def train_at(history: ListenHistory, now: datetime | None = None) -> tuple[ChurnModel, datetime]:
     """A model whose labels are the 28 days before `now` (default: the newest listen)."""
     now = now or history.newest
-    cutoff = now - HORIZON
-    ids, x = features(history, cutoff)
-    return ChurnModel().fit(x, labels(history, ids, cutoff)), now
+    _, x, y = labelled(history, now - HORIZON)
+    return ChurnModel().fit(x, y), now
+
+
+def train_churn(history: ListenHistory, progress: Progress | None = None) -> ChurnModel:
+    """The tenant's churn model, with its time-based hold-out measured first.
+
+    Hold-out: a model learned at the cut-off 56 days before the newest listen (labels:
+    the 28 days after it) scores the listeners at the cut-off 28 days before, whose next
+    28 days are known too: AUC, Brier score (beside the base rate's), a calibration
+    table. The served model is then learned at that newer cut-off, on the newest labels.
+    Too little history for a hold-out is noted, not faked; too little for the model
+    itself raises NotEnoughData.
+    """
+    step = progress or (lambda _f, _m: None)
+    now = history.newest
+    _, x_new, y_new = labelled(history, now - HORIZON)
+    metrics: dict[str, Any] = {}
+    step(0.05, "hold-out: learning at the older cut-off")
+    try:
+        _, x_old, y_old = labelled(history, now - 2 * HORIZON)
+        older = ChurnModel().fit(x_old, y_old)
+        if len(y_new) == 0 or y_new.min() == y_new.max():
+            raise NotEnoughData("the hold-out window holds only one outcome")
+        step(0.4, "hold-out: scoring the newer cut-off")
+        held = evaluate(older.probabilities(x_new), y_new)
+        recency = ChurnModel(columns=[FEATURES.index("recency_days")]).fit(x_old, y_old)
+        metrics = {
+            "auc": held.auc,
+            "brier": held.brier,
+            "brier_base_rate": float(np.mean((older.base_rate - y_new) ** 2)),
+            "auc_recency_only": evaluate(recency.probabilities(x_new), y_new).auc,
+            "holdout_listeners": len(y_new),
+            "holdout_churn_rate": held.base_rate,
+            "calibration": [
+                {"from": lo, "predicted": p, "observed": o, "listeners": n}
+                for lo, p, o, n in held.calibration
+            ],
+        }
+    except NotEnoughData as error:
+        metrics = {"holdout": f"not measured: {error}"}
+    step(0.7, "learning at the newest cut-off")
+    model = ChurnModel().fit(x_new, y_new)
+    model.metrics = {**metrics, "training_listeners": len(y_new)}
+    step(1.0, "trained")
+    return model
 
 
 @dataclass(frozen=True, slots=True)
