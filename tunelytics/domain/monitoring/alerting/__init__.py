@@ -8,13 +8,15 @@ Public API (names are stable; additions only)
 Vocabulary (model.py)
     Severity            IntEnum INFO < WARNING < CRITICAL; Severity.parse("warning");
                         .label -> "warning" (what documents store)
-    RuleKind            ANOMALY | THRESHOLD | ABSENCE
+    RuleKind            ANOMALY | THRESHOLD | ABSENCE | FORECAST
     AlertState          PENDING -> FIRING -> ACKNOWLEDGED -> RESOLVED
     IncidentState       OPEN | RESOLVED
     EventKind           FIRED | ESCALATED | ACKNOWLEDGED | RESOLVED
     Feedback            USEFUL | NOISE
     SeriesSample(series_id, name, labels, ts, value, score=None)   one scored point
     SeriesPresence(series_id, name, labels, last_seen)             for absence rules
+    SeriesForecast(series_id, name, labels, origin, timestamps, mean, bounds, model)
+                        for forecast rules; bounds: level -> (lower, upper)
     FieldError(field, message); RuleValidationError(errors) (an InvalidItem: map it
                         to BAD_USER_INPUT, one extension entry per FieldError);
     AlertStateError     (ValueError) e.g. acknowledging a resolved alert
@@ -27,9 +29,11 @@ Configuration
     Rule.from_input(tenant_id, data, rule_id=None) -> Rule   (raises RuleValidationError)
         data keys: name, kind, selector, severity, labels, for, repeat_interval,
         resolve_after, resolve_points, min_score (anomaly), op + threshold (threshold),
-        absent_for (absence), group_by, group_window, business_weight, weight_label,
-        escalate_at + escalate_to, summary, enabled. Without an id, the id hashes
-        tenant and name (so names should be unique per tenant).
+        absent_for (absence), horizon + forecast_level + forecast_on + every +
+        history with op + threshold (forecast), group_by, group_window,
+        business_weight, weight_label, escalate_at + escalate_to, summary, enabled.
+        Without an id, the id hashes tenant and name (so names should be unique per
+        tenant).
     Silence.from_input(tenant_id, {matchers, starts_at, ends_at, created_by, comment})
                         .is_active(now), .status(now): pending | active | expired
     InhibitRule(source_matchers, target_matchers, equal); DEFAULT_INHIBITIONS
@@ -58,6 +62,11 @@ returns what changed:
                 tenant_id=None)   one tenant per engine; others' state is ignored
     .evaluate(samples, open_alerts, open_incidents, now) -> Evaluation
     .check_absence(presences, open_alerts, open_incidents, now) -> Evaluation
+    .forecast_rules(series_id, name, labels) -> [Rule]   what to forecast a series for
+    .check_forecasts(forecasts, open_alerts, open_incidents, now) -> Evaluation
+                        predictive alerts (annotations: forecast_crossing_at,
+                        forecast_value, forecast_mean, forecast_on, forecast_origin,
+                        forecast_model, threshold)
     .tick(open_alerts, open_incidents, now) -> Evaluation     repeats, priorities, removed
                         rules, stale incident members (pass ALL open alerts)
     .acknowledge(alert, by, now, incident=None) -> Evaluation
@@ -130,6 +139,7 @@ from tunelytics.domain.monitoring.alerting.model import (
     IncidentState,
     RuleKind,
     RuleValidationError,
+    SeriesForecast,
     SeriesPresence,
     SeriesSample,
     Severity,
@@ -165,6 +175,7 @@ __all__ = [
     "RuleKind",
     "RuleValidationError",
     "Selector",
+    "SeriesForecast",
     "SeriesPresence",
     "SeriesSample",
     "Severity",

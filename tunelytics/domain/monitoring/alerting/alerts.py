@@ -134,6 +134,9 @@ class Alert:
     feedback_by: str | None = None
     feedback_at: datetime | None = None
     summary: str = ""
+    # Facts about the latest evaluation that are not identity (labels are): a forecast
+    # alert's predicted crossing time and value, the model that forecast it.
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -197,6 +200,7 @@ class Alert:
             "feedback_by": self.feedback_by,
             "feedback_at": self.feedback_at,
             "summary": self.summary,
+            "annotations": dict(self.annotations),
         }
 
     @classmethod
@@ -242,6 +246,7 @@ class Alert:
             feedback_by=doc.get("feedback_by"),
             feedback_at=opt_utc(doc.get("feedback_at")),
             summary=doc.get("summary", ""),
+            annotations=dict(doc.get("annotations") or {}),
         )
 
 

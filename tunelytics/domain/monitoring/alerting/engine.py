@@ -33,6 +33,7 @@ from tunelytics.domain.monitoring.alerting.model import (
     Feedback,
     IncidentState,
     RuleKind,
+    SeriesForecast,
     SeriesPresence,
     SeriesSample,
     Severity,
@@ -177,7 +178,7 @@ class AlertEngine:
         self._by_name: dict[str | None, list[Rule]] = {}
         for rule in self.rules.values():
             self._by_name.setdefault(rule.selector.name, []).append(rule)
-        self._matched: dict[str, tuple[tuple[Rule, ...], tuple[Rule, ...]]] = {}
+        self._matched: dict[str, tuple[tuple[Rule, ...], ...]] = {}
         self._identity: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
         self._sources: dict[tuple[str, Severity], tuple[tuple[int, tuple[str, ...]], ...]] = {}
 
@@ -200,7 +201,7 @@ class AlertEngine:
         for sample in samples:
             series_id = sample.series_id
             found = matched.get(series_id) or rules_for(series_id, sample.name, sample.labels)
-            point_rules, absence_rules = found
+            point_rules, absence_rules, _ = found
             if not point_rules and not absence_rules:
                 continue
             ts = sample.ts if sample.ts.tzinfo is UTC else utc(sample.ts)
@@ -255,6 +256,49 @@ class AlertEngine:
                     if alert is not None:
                         self._clear(run, alert, last_seen)
         return self._finish(run)
+
+    def check_forecasts(
+        self,
+        forecasts: Iterable[SeriesForecast],
+        open_alerts: Iterable[Alert],
+        open_incidents: Iterable[Incident],
+        now: datetime,
+    ) -> Evaluation:
+        """Forecast rules against a fresh forecast of each series (see
+        `forecast_rules` for what to compute). An alert's event time is the forecast's
+        origin (its last observation); its annotations say when the forecast crosses
+        and at what value. A forecast that no longer crosses counts as a false point."""
+        run = _Run(self.tenant_id, open_alerts, open_incidents, now)
+        for f in forecasts:
+            origin = utc(f.origin)
+            for rule in self._rules_for(f.series_id, f.name, f.labels)[2]:
+                if rule.forecast_on != "mean" and rule.forecast_level not in f.bounds:
+                    continue  # not computed for this rule: says nothing
+                crossing = rule.crossing(f)
+                if crossing is None:
+                    self._observe(
+                        run, rule, f.series_id, f.name, f.labels, origin, None, None, False, 0.0
+                    )
+                    continue
+                notes = {
+                    "forecast_crossing_at": utc(crossing.at).isoformat(),
+                    "forecast_value": f"{crossing.value:.6g}",
+                    "forecast_mean": f"{crossing.mean:.6g}",
+                    "forecast_on": _compared(rule),
+                    "forecast_origin": origin.isoformat(),
+                    "forecast_model": f.model,
+                    "threshold": f"{rule.op} {rule.threshold:g}",
+                }
+                self._observe(
+                    run, rule, f.series_id, f.name, f.labels, origin, crossing.value, None,
+                    True, rule.lead_strength(f, crossing), annotations=notes,
+                )  # fmt: skip
+        return self._finish(run)
+
+    def forecast_rules(self, series_id: str, name: str, labels: dict[str, str]) -> list[Rule]:
+        """The forecast rules matching a series: the service forecasts it at the longest
+        of their horizons, with every interval level they use."""
+        return list(self._rules_for(series_id, name, labels)[2])
 
     def tick(
         self, open_alerts: Iterable[Alert], open_incidents: Iterable[Incident], now: datetime
@@ -338,8 +382,7 @@ class AlertEngine:
         return alert
 
     def matching_rules(self, series_id: str, name: str, labels: dict[str, str]) -> list[Rule]:
-        point, absence = self._rules_for(series_id, name, labels)
-        return [*point, *absence]
+        return [rule for found in self._rules_for(series_id, name, labels) for rule in found]
 
     # -- internals ------------------------------------------------------------------
 
@@ -349,7 +392,8 @@ class AlertEngine:
 
     def _rules_for(
         self, series_id: str, name: str, labels: dict[str, str]
-    ) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+    ) -> tuple[tuple[Rule, ...], ...]:
+        """(point rules: anomaly and threshold, absence rules, forecast rules)."""
         found = self._matched.get(series_id)
         if found is None:
             candidates = [*self._by_name.get(name, ()), *self._by_name.get(None, ())]
@@ -357,8 +401,9 @@ class AlertEngine:
             hits = [r for r in candidates if r.selector.matches(name, with_name)]
             hits.sort(key=lambda r: self._order[r.id])  # the rules' order, whatever the index
             found = (
-                tuple(r for r in hits if r.kind is not RuleKind.ABSENCE),
+                tuple(r for r in hits if r.kind in (RuleKind.ANOMALY, RuleKind.THRESHOLD)),
                 tuple(r for r in hits if r.kind is RuleKind.ABSENCE),
+                tuple(r for r in hits if r.kind is RuleKind.FORECAST),
             )
             if len(self._matched) >= _CACHE_LIMIT:
                 self._matched.clear()
@@ -394,6 +439,7 @@ class AlertEngine:
         cond: bool,
         strength: float,
         since: datetime | None = None,
+        annotations: dict[str, str] | None = None,
     ) -> None:
         key = (rule.id, series_id)
         alert = run.alerts.get(key)
@@ -414,6 +460,8 @@ class AlertEngine:
             alert = self._new_alert(run, rule, series_id, name, labels, since or ts, ts)
         alert.last_true_at = ts
         alert.clear_points = 0
+        if annotations is not None:
+            alert.annotations = annotations
         alert.last_value, alert.last_score = value, score
         if value is not None and (
             alert.peak_value is None or _worse(rule, value, alert.peak_value)
@@ -722,9 +770,15 @@ def _rank(alert: Alert) -> int:
 
 
 def _worse(rule: Rule, value: float, peak: float) -> bool:
-    return (
-        value < peak if rule.kind is RuleKind.THRESHOLD and rule.op in ("<", "<=") else value > peak
-    )
+    below = rule.kind in (RuleKind.THRESHOLD, RuleKind.FORECAST) and rule.op in ("<", "<=")
+    return value < peak if below else value > peak
+
+
+def _compared(rule: Rule) -> str:
+    if rule.forecast_on == "mean":
+        return "point forecast"
+    side = "upper" if rule.op in (">", ">=") else "lower"
+    return f"{side} bound of the {rule.forecast_level:.0%} interval"
 
 
 def _weight(rule: Rule, labels: dict[str, str]) -> float:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,7 @@ class RuleKind(enum.StrEnum):
     ANOMALY = "anomaly"
     THRESHOLD = "threshold"
     ABSENCE = "absence"
+    FORECAST = "forecast"
 
 
 class AlertState(enum.StrEnum):
@@ -87,6 +89,23 @@ class SeriesPresence:
     name: str
     labels: dict[str, str]
     last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesForecast:
+    """A forecast of one series made at `origin` (its last observation), for forecast
+    rules: the point forecast at `timestamps` and, per interval level, the lower and
+    upper bounds. The service computes one per series at the longest horizon and every
+    level its matching rules ask for; each rule reads its own horizon and level."""
+
+    series_id: str
+    name: str
+    labels: dict[str, str]
+    origin: datetime
+    timestamps: Sequence[datetime]
+    mean: Sequence[float]
+    bounds: Mapping[float, tuple[Sequence[float], Sequence[float]]] = field(default_factory=dict)
+    model: str = ""
 
 
 @dataclass(frozen=True, slots=True)

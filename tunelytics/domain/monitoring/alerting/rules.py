@@ -1,4 +1,4 @@
-"""Alert rules: anomaly, static threshold and absence-of-data, per tenant.
+"""Alert rules: anomaly, static threshold, absence-of-data and forecast, per tenant.
 
 `Rule.from_input(tenant_id, data)` validates operator input and raises
 RuleValidationError with one FieldError per bad field; `to_document`/`from_document`
@@ -9,6 +9,17 @@ round-trip a rule through Mongo.
 ...     "severity": "warning", "for": "2m"})
 >>> r.for_.total_seconds(), r.breached(650.0, None), r.breached(400.0, None)
 (120.0, True, False)
+
+A forecast rule alerts before the threshold is crossed: by default when the upper bound
+of the forecast's 80% interval (for `>`/`>=`; the lower bound for `<`/`<=`) crosses it
+within the horizon, i.e. when crossing has become plausible (about a 10% chance at that
+step, or more), not only when it is the likeliest outcome; forecast_on="mean" alerts
+on the point forecast instead.
+
+>>> f = Rule.from_input("t1", {"name": "disk full soon", "kind": "forecast",
+...     "selector": "disk_used_pct", "op": ">", "threshold": 90, "horizon": "6h"})
+>>> f.horizon.total_seconds(), f.forecast_level, f.forecast_on, f.resolve_points
+(21600.0, 0.8, 'bound', 1)
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from tunelytics.domain.monitoring.alerting.model import (
     FieldError,
     RuleKind,
     RuleValidationError,
+    SeriesForecast,
     Severity,
     opt_utc,
     parse_duration,
@@ -45,6 +57,19 @@ COMPARISONS: dict[str, Callable[[float, float], bool]] = {
 }
 DEFAULT_GROUP_BY = ("service",)
 MAX_LABELS = 32
+FORECAST_ON = ("bound", "mean")
+MAX_HORIZON = timedelta(days=30)
+MIN_EVERY = timedelta(seconds=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """Where a forecast first crosses a rule's threshold: the step's time and the
+    compared value (the bound or the point forecast)."""
+
+    at: datetime
+    value: float
+    mean: float
 
 
 @dataclass(slots=True)
@@ -54,6 +79,11 @@ class Rule:
     - anomaly: true while the point's anomaly score >= min_score
     - threshold: true while `value op threshold`
     - absence: true once a known series has had no point for absent_for
+    - forecast: true while the series' forecast crosses `op threshold` within `horizon`
+      (the interval bound on the threshold's side at forecast_level, or the point
+      forecast when forecast_on == "mean"); evaluated every `every` per matching series
+      on the last `history` of its points, resolved at the first evaluation
+      (resolve_points defaults to 1) whose forecast no longer crosses
     A true condition opens a pending alert that fires after `for_` (0: at once); it
     resolves after `resolve_points` consecutive false points spanning at least
     `resolve_after`. escalate_at (a score for anomaly rules, a value compared with `op`
@@ -81,6 +111,11 @@ class Rule:
     weight_label: str = "business_weight"
     escalate_at: float | None = None
     escalate_to: Severity | None = None
+    horizon: timedelta = timedelta(hours=1)
+    forecast_level: float = 0.8
+    forecast_on: str = "bound"
+    every: timedelta = timedelta(minutes=5)
+    history: timedelta = timedelta(days=7)
     summary: str = ""
     enabled: bool = True
     created_at: datetime | None = None
@@ -104,6 +139,31 @@ class Rule:
         if self.kind is RuleKind.THRESHOLD and value is not None:
             return _clamp(abs(value - self.threshold) / max(abs(self.threshold), 1e-9))
         return 0.0
+
+    def crossing(self, forecast: SeriesForecast) -> Crossing | None:
+        """The first forecast step within the horizon past `op threshold`; None when
+        none is (or the forecast lacks this rule's interval level)."""
+        if self.forecast_on == "mean":
+            compared = forecast.mean
+        elif self.forecast_level in forecast.bounds:
+            lower, upper = forecast.bounds[self.forecast_level]
+            compared = upper if self.op in (">", ">=") else lower
+        else:
+            return None
+        until = forecast.origin + self.horizon
+        test = COMPARISONS[self.op]
+        for at, value, mean in zip(forecast.timestamps, compared, forecast.mean, strict=False):
+            if at > until:
+                break
+            if math.isfinite(value) and test(float(value), self.threshold):
+                return Crossing(at, float(value), float(mean))
+        return None
+
+    def lead_strength(self, forecast: SeriesForecast, crossing: Crossing) -> float:
+        """A forecast alert's strength: 1 when the crossing is one step away, falling
+        to 0 at the end of the horizon (the sooner, the more urgent)."""
+        lead = (crossing.at - forecast.origin) / self.horizon
+        return _clamp(1.0 - lead)
 
     def escalates(self, value: float | None, score: float | None) -> bool:
         if self.escalate_at is None or self.escalate_to is None:
@@ -144,7 +204,9 @@ class Rule:
         try:
             kind = RuleKind(str(data.get("kind")))
         except ValueError:
-            errors.append(FieldError("kind", "kind must be one of anomaly, threshold, absence"))
+            errors.append(
+                FieldError("kind", "kind must be one of anomaly, threshold, absence, forecast")
+            )
         if data.get("selector") is None:
             errors.append(FieldError("selector", "a rule needs a series selector"))
         else:
@@ -160,6 +222,9 @@ class Rule:
             ("resolve_after", None),
             ("absent_for", None),
             ("group_window", None),
+            ("horizon", None),
+            ("every", None),
+            ("history", None),
         ):
             check(key, parse_duration, attr)
         check("resolve_points", lambda v: _int_in(v, 1, 1000))
@@ -171,6 +236,8 @@ class Rule:
         check("weight_label", _label_name)
         check("escalate_at", lambda v: _float_in(v, -math.inf, math.inf))
         check("escalate_to", Severity.parse)
+        check("forecast_level", lambda v: _float_in(v, 0.5, 0.99))
+        check("forecast_on", _forecast_on)
         check("summary", lambda v: _text(v, 1000))
         check("enabled", _bool)
         if kind is RuleKind.THRESHOLD and data.get("threshold") is None:
@@ -187,6 +254,8 @@ class Rule:
             errors.append(FieldError("escalate_to", "escalate_to must be above severity"))
         if kind is RuleKind.ABSENCE and data.get("escalate_at") is not None:
             errors.append(FieldError("escalate_at", "absence rules do not escalate by value"))
+        if kind is RuleKind.FORECAST:
+            _check_forecast(data, out, errors)
         if errors:
             raise RuleValidationError(errors)
         assert kind is not None and isinstance(name, str)
@@ -216,6 +285,11 @@ class Rule:
             "weight_label": self.weight_label,
             "escalate_at": self.escalate_at,
             "escalate_to": None if self.escalate_to is None else self.escalate_to.label,
+            "horizon_s": self.horizon.total_seconds(),
+            "forecast_level": self.forecast_level,
+            "forecast_on": self.forecast_on,
+            "every_s": self.every.total_seconds(),
+            "history_s": self.history.total_seconds(),
             "summary": self.summary,
             "enabled": self.enabled,
             "created_at": self.created_at,
@@ -248,11 +322,41 @@ class Rule:
             escalate_to=None
             if doc.get("escalate_to") is None
             else Severity.parse(doc["escalate_to"]),
+            horizon=timedelta(seconds=doc.get("horizon_s", 3600.0)),
+            forecast_level=float(doc.get("forecast_level", 0.8)),
+            forecast_on=doc.get("forecast_on", "bound"),
+            every=timedelta(seconds=doc.get("every_s", 300.0)),
+            history=timedelta(seconds=doc.get("history_s", 7 * 86400.0)),
             summary=doc.get("summary", ""),
             enabled=bool(doc.get("enabled", True)),
             created_at=opt_utc(doc.get("created_at")),
             updated_at=opt_utc(doc.get("updated_at")),
         )
+
+
+def _check_forecast(data: Mapping[str, Any], out: dict[str, Any], errors: list[FieldError]) -> None:
+    if data.get("threshold") is None:
+        errors.append(FieldError("threshold", "a forecast rule needs a threshold"))
+    if out.get("op", ">") not in (">", ">=", "<", "<="):
+        errors.append(FieldError("op", "a forecast rule's op is one of >, >=, <, <="))
+    if data.get("horizon") is None:
+        errors.append(FieldError("horizon", "a forecast rule needs a horizon"))
+    elif "horizon" in out and not timedelta(0) < out["horizon"] <= MAX_HORIZON:
+        errors.append(FieldError("horizon", "horizon must be longer than 0 and at most 30d"))
+    if "every" in out and out["every"] < MIN_EVERY:
+        errors.append(FieldError("every", "every must be >= 10s"))
+    if "history" in out and out["history"] < out.get("horizon", timedelta(0)) * 4:
+        errors.append(FieldError("history", "history must be at least 4 horizons long"))
+    if data.get("escalate_at") is not None:
+        errors.append(FieldError("escalate_at", "forecast rules do not escalate by value"))
+    # One evaluation whose forecast no longer crosses resolves (evaluations are minutes apart).
+    out.setdefault("resolve_points", 1)
+
+
+def _forecast_on(v: Any) -> str:
+    if v not in FORECAST_ON:
+        raise ValueError(f"forecast_on must be one of {', '.join(FORECAST_ON)}")
+    return str(v)
 
 
 def _rule_id(tenant_id: str, name: str) -> str:
