@@ -10,6 +10,7 @@ from typing import Any
 from tests.conftest import SeededTenant
 from tests.helpers import Api, codes
 from tunelytics.domain.auth import Role
+from tunelytics.domain.predict.business import FORECASTER_VERSION
 from tunelytics.storage import Storage
 from tunelytics.storage.predictions import ListenSeriesRepository
 
@@ -18,10 +19,10 @@ FORECAST = """mutation(
 ) { forecast(series: $series, seriesId: $seriesId, horizon: $horizon, interval: $interval) {
     id kind subject stepSeconds level model modelVersion createdAt
     points { at mean lower upper }
-    backtest { origins mae mase coverage } } }"""
+    backtest { origins mae mase coverage candidates { model mae } } } }"""
 PREDICTIONS = """query($kind: PredictionKind, $series: BusinessSeriesInput, $seriesId: ID) {
   predictions(kind: $kind, series: $series, seriesId: $seriesId) {
-    id kind subject model points { at mean } } }"""
+    id kind subject model points { at mean } backtest { candidates { model mae } } } }"""
 INGEST = """mutation($points: [MetricPointInput!]!) { ingestMetrics(points: $points) {
   stored series { seriesId } rejected { index reason } } }"""
 ADD_ARTIST = """mutation($a: [ArtistInput!]!) { upsertArtists(artists: $a) { artists { id } } }"""
@@ -71,7 +72,7 @@ async def test_an_analyst_forecasts_streams_and_a_viewer_reads_the_stored_predic
     result = body["data"]["forecast"]
     assert result["kind"] == "STREAMS" and result["subject"] == "tenant"
     assert result["stepSeconds"] == 3600 and result["level"] == 0.8
-    assert result["modelVersion"] == f"forecast-1/{result['model']}"
+    assert result["modelVersion"] == f"{FORECASTER_VERSION}/{result['model']}"
     points = result["points"]
     assert len(points) == 24
     last = max(li.played_at for li in tenant.demo.listens)
@@ -79,11 +80,15 @@ async def test_an_analyst_forecasts_streams_and_a_viewer_reads_the_stored_predic
     assert times == [hour(last) + timedelta(hours=h + 1) for h in range(24)]
     assert all(p["lower"] <= p["mean"] <= p["upper"] for p in points)
     assert result["backtest"]["origins"] > 0 and result["backtest"]["mae"] >= 0
+    tried = result["backtest"]["candidates"]
+    assert len(tried) >= 2 and [c["mae"] for c in tried] == sorted(c["mae"] for c in tried)
+    assert result["model"] in {c["model"] for c in tried}
 
     stored = await api.post(PREDICTIONS, {"series": STREAMS}, tenant.viewer)
     assert "errors" not in stored, stored
     assert stored["data"]["predictions"][0]["id"] == result["id"]
     assert stored["data"]["predictions"][0]["points"][0]["mean"] == points[0]["mean"]
+    assert stored["data"]["predictions"][0]["backtest"]["candidates"] == tried
 
     refused = await forecast(api, tenant.viewer, series=STREAMS, horizon=24)
     assert codes(refused) == ["FORBIDDEN"]

@@ -4,6 +4,10 @@ rollback, roles, tenancy, MODEL_NOT_READY, and scores that follow new listens.""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -165,3 +169,21 @@ async def test_scores_follow_new_listens(api: Api, storage: Storage) -> None:
     assert after["asOf"] == before["asOf"]  # the tenant's newest listen is still today's
     fresh = (await api.data(POPULARITY, {"id": track}, viewer))["trackPopularity"]
     assert fresh["lastPlays7d"] == plays["lastPlays7d"] + len(listens)
+
+
+async def test_the_cli_trains_churn_with_the_same_job(
+    api: Api, storage: Storage, mongo_url: str, database_name: str
+) -> None:
+    slug, _ = await seeded(storage, seed=15)
+    env = {**os.environ, "MONGODB_URL": mongo_url, "MONGODB_DATABASE": database_name}
+    env["REDIS_URL"] = ""
+    command = [sys.executable, "-m", "tunelytics", "train", "--tenant", slug, "--kind", "churn",
+               "--activate", "--quiet"]  # fmt: skip
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=110
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"trained and activated churn version 1 for tenant {slug}" in done.stdout
+    (model,) = (await versions(api, token(slug, Role.VIEWER), "CHURN")).values()
+    assert model["status"] == "ACTIVE" and "auc" in metrics(model)
+    assert "errors" not in await api.post(AT_RISK, {"first": 3}, token(slug, Role.VIEWER))

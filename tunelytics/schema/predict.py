@@ -50,6 +50,12 @@ class ForecastPoint:
     upper: float
 
 
+@strawberry.type(description="A model the backtest tried, and its error there.")
+class ForecastCandidate:
+    model: str
+    mae: float
+
+
 @strawberry.type
 class ForecastBacktest:
     origins: int = strawberry.field(description="Rolling origins the model was tested on.")
@@ -59,6 +65,9 @@ class ForecastBacktest:
     )
     coverage: float | None = strawberry.field(
         description="Share of held-out backtest values inside the interval at `level`."
+    )
+    candidates: list[ForecastCandidate] = strawberry.field(
+        description="Every model tried, lowest backtest MAE first: the choice made."
     )
 
 
@@ -99,6 +108,10 @@ class Forecast:
                 mae=f.backtest.mae,
                 mase=f.backtest.mase,
                 coverage=coverage if coverage is not None and coverage == coverage else None,
+                candidates=[
+                    ForecastCandidate(model=m, mae=e)
+                    for m, e in sorted(f.backtest.candidates.items(), key=lambda c: (c[1], c[0]))
+                ],
             ),
             created_at=p.created_at,
         )

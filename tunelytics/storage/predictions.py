@@ -186,6 +186,8 @@ class PredictionRepository:
                 "mase": forecast.backtest.mase,
                 # Mongo keys are strings: coverage per level as pairs.
                 "coverage": [[k, v] for k, v in forecast.backtest.coverage.items()],
+                # Every candidate's backtest MAE: why this model was chosen.
+                "candidates": [[k, v] for k, v in forecast.backtest.candidates.items()],
             },
             "created_at": now,
         }
@@ -225,6 +227,7 @@ def _prediction(doc: Document) -> Prediction:
             mae=backtest["mae"],
             mase=backtest["mase"],
             coverage={float(k): float(v) for k, v in backtest["coverage"]},
+            candidates={str(k): float(v) for k, v in backtest.get("candidates", [])},
         ),
     )
     return Prediction(

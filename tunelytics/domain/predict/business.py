@@ -25,8 +25,9 @@ from tunelytics.domain.predict.series import RegularSeries
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 # Bumped whenever the model family, selection or calibration changes: stored predictions
-# say which procedure made them.
-FORECASTER_VERSION = "forecast-1"
+# say which procedure made them. 2: intervals from errors scaled by the local level,
+# the nominal level recalibrated on later backtest origins.
+FORECASTER_VERSION = "forecast-2"
 
 
 class SeriesKind(enum.Enum):
