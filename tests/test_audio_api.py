@@ -233,3 +233,8 @@ async def test_demo_audio_shows_analyses_and_a_duplicate(storage: Storage) -> No
     labels = [await store.labels(demo.id, track_id) for track_id in ids]
     assert [(x["genre"], x["mood"]) for x in labels] == expected
     assert sorted(await store.inputs_of(demo.id, ids)) == ids
+    # What `serve` trains for the demo (services/demo.py): both kinds here, none elsewhere.
+    from tunelytics.domain.models import ModelKind
+
+    assert await store.labelled_kinds(demo.id) == [ModelKind.GENRE, ModelKind.MOOD]
+    assert await store.labelled_kinds("no-such") == []

@@ -4,8 +4,9 @@
   series with planted incidents, sent through the real pipeline (detection, alert
   engine), so its alerts and incidents exist.
 - Models and forecasts (at `serve`, in the background, each only if the tenant has none):
-  churn, popularity and the recommender trained and activated as ordinary training jobs
-  (the fast ones first), and a few stored forecasts made by the `forecast` mutation's
+  churn, popularity, genre and mood (when its seeded clips carry labels: audio_demo.py)
+  and the recommender trained and activated as ordinary training jobs (the fast ones
+  first), and a few stored forecasts made by the `forecast` mutation's
   own path. The API answers meanwhile; a model's fields say MODEL_NOT_READY until it is
   active.
 """
@@ -27,6 +28,7 @@ from tunelytics.services.monitoring import now_ms
 from tunelytics.services.pipeline import build_pipeline
 from tunelytics.services.training import TrainingService, train_demo_model
 from tunelytics.storage import Storage
+from tunelytics.storage.audio import AudioStore
 from tunelytics.storage.predictions import ListenSeriesRepository, PredictionRepository
 from tunelytics.storage.scope import tenant_scope
 
@@ -80,9 +82,10 @@ async def seed_monitoring(
 async def prepare_demo(training: TrainingService, tenant_id: str) -> list[Job]:
     """Start the demo tenant's model training jobs and, in the background, its stored
     forecasts; returns the jobs started (none for a tenant that has its models)."""
-    jobs = [
-        job for kind in DEMO_MODELS if (job := await train_demo_model(training, tenant_id, kind))
-    ]
+    # Genre and mood (seconds on the demo's clips) before the recommender.
+    audio = await AudioStore(training.storage.db).labelled_kinds(tenant_id)
+    kinds = [*DEMO_MODELS[:-1], *audio, DEMO_MODELS[-1]]
+    jobs = [job for kind in kinds if (job := await train_demo_model(training, tenant_id, kind))]
     task = asyncio.create_task(seed_forecasts(training.storage, tenant_id), name="demo-forecasts")
     _background.add(task)
     task.add_done_callback(_background.discard)

@@ -224,6 +224,18 @@ class AudioStore:
             labels.append(label)
         return SoundTrainingData(ids, inputs, labels, DataWindow(None, None, items=len(ids)))
 
+    async def labelled_kinds(self, tenant_id: str) -> list[ModelKind]:
+        """The sound kinds whose explicit labels (on tracks with an input) number two or
+        more different ones: what the demo can train."""
+        seen: dict[ModelKind, set[str]] = {kind: set() for kind in SOUND_KINDS}
+        query = tenant_scope(tenant_id, codes={"$exists": True})
+        async for doc in self.inputs.find(query, {"_id": 0, "tenant_id": 1, "labels": 1}):
+            if doc["tenant_id"] == tenant_id:
+                for kind in SOUND_KINDS:
+                    if label := (doc.get("labels") or {}).get(kind.value):
+                        seen[kind].add(label)
+        return [kind for kind in SOUND_KINDS if len(seen[kind]) >= 2]
+
     # Predictions and embeddings of the active models.
 
     async def stale(
