@@ -48,6 +48,13 @@ def as_buffer(array: object) -> Tensor:
     return torch.as_tensor(array, dtype=torch.float64).to(torch.get_default_dtype())
 
 
+def padded_columns(matrix: np.ndarray, multiple: int = 16) -> np.ndarray:
+    """(rows, n) -> (rows, n rounded up to `multiple`) with zero columns: MKL's skinny
+    GEMM (frames x bins times bins x n) runs 2-3x faster at n = 16 than at 3 or 12."""
+    extra = -matrix.shape[1] % multiple
+    return np.pad(matrix, ((0, 0), (0, extra)))
+
+
 def _normalize(x: Tensor, dim: int, p: float) -> Tensor:
     """librosa.util.normalize: columns whose norm is below tiny are left as they are."""
     length = x.abs().amax(dim, keepdim=True) if math.isinf(p) else x.abs().sum(dim, keepdim=True)
@@ -89,11 +96,12 @@ class MelScale(nn.Module):
 
     The filterbank is ~1.5% non-zero (every bin feeds at most two triangles): it is
     applied as one small GEMM per group of `group` adjacent mels over the bins that
-    group touches, 14x fewer multiply-adds than the dense product, with the same sums.
+    group touches, 8x fewer multiply-adds than the dense product, with the same sums
+    (16 columns is where MKL's skinny GEMM is fastest).
     """
 
     def __init__(
-        self, sample_rate: int = 22050, n_fft: int = 2048, n_mels: int = 128, group: int = 8
+        self, sample_rate: int = 22050, n_fft: int = 2048, n_mels: int = 128, group: int = 16
     ) -> None:
         super().__init__()
         fb = filters.mel_filterbank(sample_rate, n_fft, n_mels)
@@ -150,10 +158,12 @@ class Chroma(nn.Module):
         super().__init__()
         self.fb: Tensor
         fb = filters.chroma_filterbank(sample_rate, n_fft)
-        self.register_buffer("fb", as_buffer(fb.T.copy()))
+        self.n_chroma = fb.shape[0]
+        self.register_buffer("fb", as_buffer(padded_columns(fb.T)))
 
     def forward(self, power: Tensor) -> Tensor:
-        return _normalize(torch.matmul(power, self.fb), -1, math.inf)
+        chroma = torch.matmul(power, self.fb)[..., : self.n_chroma]
+        return _normalize(chroma, -1, math.inf)
 
 
 class SpectralShape(nn.Module):
@@ -179,10 +189,10 @@ class SpectralShape(nn.Module):
         self.moments: Tensor
         self.register_buffer("freqs", as_buffer(freqs))
         moments = np.stack([np.ones_like(freqs), freqs, freqs**2], 1)
-        self.register_buffer("moments", as_buffer(moments))
+        self.register_buffer("moments", as_buffer(padded_columns(moments)))
 
     def forward(self, magnitude: Tensor, power: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        m0, m1, m2 = torch.matmul(magnitude, self.moments).unbind(-1)
+        m0, m1, m2 = torch.matmul(magnitude, self.moments)[..., :3].unbind(-1)
         scale = torch.where(m0 < _tiny(m0), torch.ones_like(m0), m0)
         centroid = m1 / scale
         # sum w (f - c)^2 with w = S / sum S, expanded.
@@ -215,27 +225,40 @@ class SpectralShape(nn.Module):
         return self.freqs[position]
 
 
-def _extreme_sum(band: Tensor, count: int, largest: bool, group: int = 8) -> Tensor:
-    """Sum of the `count` largest (or smallest) values along the last dim, exactly.
+def _extreme_sums(band: Tensor, count: int, group: int = 8) -> tuple[Tensor, Tensor]:
+    """Sums of the `count` largest and of the `count` smallest values along the last
+    dim, exactly.
 
     torch.topk costs ~11 ns per element on CPU, so a wide band is first cut to the
-    `count` groups of `group` bins with the most extreme heads: the top `count` values
-    of the band all lie in those groups (a value in any other group has `count` heads
-    at least as large), so the sum is the same.
+    `count` groups of `group` bins with the most extreme heads (group maxima, or
+    minima): the top `count` values of the band all lie in those groups (a value in any
+    other group has `count` heads at least as large), so the sum is the same.
     """
     if count == 1:
-        return band.amax(-1) if largest else band.amin(-1)
+        return band.amax(-1), band.amin(-1)
     width = band.shape[-1]
-    if width > 4 * count * group:
-        heads_count = -(-width // group)
-        fill = -math.inf if largest else math.inf
-        grouped = F.pad(band, (0, heads_count * group - width), value=fill)
-        grouped = grouped.unflatten(-1, (heads_count, group))
-        heads = grouped.amax(-1) if largest else grouped.amin(-1)
+    if width <= 4 * count * group:
+        return tuple(  # type: ignore[return-value]
+            band.topk(count, -1, largest=largest, sorted=False).values.sum(-1)
+            for largest in (True, False)
+        )
+    whole = width // group * group
+    # Separate max and min passes: torch.aminmax over short rows is ~2x slower than both.
+    grouped = band[..., :whole].unflatten(-1, (-1, group))
+    low, high = grouped.amin(-1), grouped.amax(-1)
+    if whole < width:
+        tail = band[..., whole:]
+        low = torch.cat([low, tail.amin(-1, keepdim=True)], -1)
+        high = torch.cat([high, tail.amax(-1, keepdim=True)], -1)
+    within = torch.arange(group, device=band.device)
+    sums = []
+    for heads, largest in ((high, True), (low, False)):
         chosen = heads.topk(count, -1, largest=largest, sorted=False).indices
-        index = chosen.unsqueeze(-1).expand(*chosen.shape, group)
-        band = grouped.gather(-2, index).flatten(-2)
-    return band.topk(count, -1, largest=largest, sorted=False).values.sum(-1)
+        index = (chosen.unsqueeze(-1) * group + within).flatten(-2)
+        members = band.gather(-1, index.clamp(max=width - 1))
+        members = members.masked_fill(index >= width, -math.inf if largest else math.inf)
+        sums.append(members.topk(count, -1, largest=largest, sorted=False).values.sum(-1))
+    return sums[0], sums[1]
 
 
 class SpectralContrast(nn.Module):
@@ -250,9 +273,9 @@ class SpectralContrast(nn.Module):
     def forward(self, magnitude: Tensor) -> Tensor:
         peaks, valleys = [], []
         for first, end, count in self.bands:
-            band = magnitude[..., first:end]
-            peaks.append(_extreme_sum(band, count, largest=True) / count)
-            valleys.append(_extreme_sum(band, count, largest=False) / count)
+            largest, smallest = _extreme_sums(magnitude[..., first:end], count)
+            peaks.append(largest / count)
+            valleys.append(smallest / count)
         return self.to_db(torch.stack(peaks, -1)) - self.to_db(torch.stack(valleys, -1))
 
 
