@@ -223,3 +223,42 @@ def test_non_finite_values_are_ignored_and_do_not_corrupt_the_state() -> None:
                 assert d.score_one(bad, HOUR * i) == 0.0
         dirty.append(d.score_one(value, HOUR * i))
     assert dirty == clean
+
+
+def test_surprise_and_its_inverse_keep_the_rank_scale() -> None:
+    """0.99 (a record of the history) is ln(800) nats; the two maps invert each other and
+    keep order, so evidence can be discounted without reordering scores."""
+    assert math.isclose(context.surprise(0.99), math.log(context.REFERENCE))
+    ranks = [0.0, 0.3, 0.9, 0.98, 0.99, 0.995, 0.9999]
+    nats = [context.surprise(r) for r in ranks]
+    assert nats == sorted(nats)
+    for r, e in zip(ranks, nats, strict=True):
+        assert math.isclose(context.from_surprise(e), r, abs_tol=1e-12)
+    assert context.from_surprise(-5.0) == 0.0
+    assert context.from_surprise(math.inf) == 1.0
+
+
+def test_a_record_counts_less_in_a_heavy_tailed_history() -> None:
+    light, heavy = SortedWindow(100), SortedWindow(100)
+    for i in range(100):
+        light.add(1.0 + i / 1000)  # record 1.099, tight below it
+        heavy.add(1.0 + i / 1000 if i < 97 else 1.099 - (99 - i) * 0.3)  # record far above
+    assert context.tail_rank(1.2, light, 0.98) > context.tail_rank(1.2, heavy, 0.98) > 0.99
+
+
+def test_the_strongest_robust_view_is_discounted_for_the_chances_it_had() -> None:
+    """A bare record of one view (rank 0.99) is no record of the ensemble: with five views
+    one of them breaks its record five times as often as a single one would."""
+    discounted = context.from_surprise(context.surprise(0.99) - math.log(robust.VIEWS))
+    assert 0.9 < discounted < 0.99
+
+
+def test_a_value_far_outside_the_range_seen_is_a_record_from_the_start() -> None:
+    views = RobustViews()
+    early = [views.score_one(float(x % 5)) for x in range(20)]  # no calibrated view yet
+    assert max(early[:5]) > 0.99  # each of 0..4 widens a range that is still small
+    assert max(early[5:]) == 0.0
+    assert views.score_one(4.3) == 0.0  # inside the range and its 10 % margin
+    assert views.score_one(50.0) > 0.99
+    resumed = RobustViews.from_state(json.loads(json.dumps(views.state())))
+    assert (resumed.low, resumed.high) == (0.0, 50.0)
