@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import SeededTenant, make_tenant
 from tests.helpers import Api, ApiServer, codes
 from tests.training import train
-from tunelytics.services.serving import BatchKey, MicroBatcher, batch_key
+from tunelytics.services.serving import BatchKey, Coalescer, MicroBatcher, batch_key
 from tunelytics.storage import Storage
 
 RECOMMEND = """
@@ -161,6 +161,31 @@ async def test_concurrent_requests_get_the_answers_single_ones_get(
         assert got == [item["track"]["id"] for item in single[i % len(listeners)]]
 
 
+async def test_two_tenants_asking_together_each_get_their_own_tracks(
+    api: Api, server: ApiServer, storage: Storage, trained: SeededTenant
+) -> None:
+    """Concurrent requests of two tenants share micro-batch turns and track reads: the same
+    listener and track IDs, different catalogues, and nothing crosses over."""
+    other = await make_tenant(storage, seed=4)
+    await train(api, other.admin, activate=True)
+    listeners = [li.id for li in trained.demo.listeners[:6]]
+    asks = [(tenant, li) for li in listeners for tenant in (trained, other)] * 2
+    bodies = await asyncio.gather(
+        *(api.data(RECOMMEND, recommend_vars(li), tenant.viewer) for tenant, li in asks),
+        *(
+            api.data(SIMILAR, {"trackId": tenant.demo.tracks[0].id, "first": 5}, tenant.viewer)
+            for tenant in (trained, other)
+        ),
+    )
+    for (tenant, _), body in zip(asks, bodies, strict=False):
+        assert body["recommendations"]
+        check_own_tracks(tenant, body["recommendations"])
+    for tenant, body in zip((trained, other), bodies[len(asks) :], strict=True):
+        check_own_tracks(tenant, body["similarTracks"])
+    titles = {t.id: t.title for t in trained.demo.tracks}
+    assert any(titles[t.id] != t.title for t in other.demo.tracks if t.id in titles)
+
+
 async def test_bad_inputs_get_coded_errors(api: Api, trained: SeededTenant) -> None:
     viewer = trained.viewer
     listener = trained.demo.listeners[0].id
@@ -227,3 +252,31 @@ async def test_a_failing_batch_fails_each_caller() -> None:
             *(batcher.submit(key, i) for i in range(3)), return_exceptions=True
         )
     assert all(isinstance(r, ValueError) for r in results)
+
+
+async def test_concurrent_lookups_are_one_fetch_and_each_gets_its_own_keys() -> None:
+    fetched: list[list[str]] = []
+
+    async def fetch(keys: list[str]) -> dict[str, str]:
+        fetched.append(keys)
+        return {k: k.upper() for k in keys if k != "gone"}
+
+    lookup: Coalescer[str, str] = Coalescer(fetch, window_s=0.05)
+    results = await asyncio.gather(
+        lookup.get_many(["a", "b"]), lookup.get_many(["b", "gone"]), lookup.get_many([])
+    )
+    assert results == [["A", "B"], ["B", None], []]
+    assert fetched == [["a", "b", "gone"]]
+    # The next turn reads afresh.
+    assert await lookup.get_many(["c"]) == ["C"] and len(fetched) == 2
+
+
+async def test_a_failing_lookup_fails_each_caller() -> None:
+    async def fetch(keys: list[str]) -> dict[str, str]:
+        raise ConnectionError("database down")
+
+    lookup: Coalescer[str, str] = Coalescer(fetch, window_s=0.01)
+    results = await asyncio.gather(
+        lookup.get_many(["a"]), lookup.get_many(["b"]), return_exceptions=True
+    )
+    assert all(isinstance(r, ConnectionError) for r in results)

@@ -11,6 +11,11 @@ Inference calls are batch calls: `Served.call("recommend", listener_id, k=10)` w
 to `window_s` (or until `max_batch` items) for other requests with the same method and
 arguments, then runs one `model.recommend([ids...], k=10)` in the inference thread and
 hands each caller its own result.
+
+Requests that a batch answers together then read the same kind of documents together:
+`ModelServer.lookup(tenant_id, name, fetch)` is a per-tenant Coalescer that turns the
+concurrent lookups of one loop turn into one `fetch(keys)` (the tracks of 64 answers in
+one `$in` read instead of 64). Each read is as fresh as a per-request one.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -33,6 +38,8 @@ from tunelytics.storage import Storage
 log = logging.getLogger(__name__)
 I = TypeVar("I")  # noqa: E741 - an item of a batch
 R = TypeVar("R")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 BatchKey = tuple[str, tuple[tuple[str, Hashable], ...]]
 
 
@@ -99,6 +106,54 @@ class MicroBatcher(Generic[I, R]):
                 future.set_result(result)
 
 
+class Coalescer(Generic[K, V]):
+    """Lookups of keys from concurrent callers within `window_s` (or up to `max_keys`)
+    become one `fetch(keys)`; each caller gets the values of its own keys (None: absent)."""
+
+    def __init__(
+        self,
+        fetch: Callable[[list[K]], Awaitable[Mapping[K, V]]],
+        window_s: float = 0.001,
+        max_keys: int = 1_000,
+    ) -> None:
+        self.fetch = fetch
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self.keys: dict[K, None] = {}
+        self.round: asyncio.Future[Mapping[K, V]] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.fetches = 0
+
+    async def get_many(self, keys: Sequence[K]) -> list[V | None]:
+        if not keys:
+            return []
+        loop = asyncio.get_running_loop()
+        if self.round is None:
+            self.round = loop.create_future()
+            self.timer = loop.call_later(self.window_s, self._flush)
+        round_ = self.round
+        self.keys.update(dict.fromkeys(keys))
+        if len(self.keys) >= self.max_keys:
+            self._flush()
+        found = await asyncio.shield(round_)
+        return [found.get(k) for k in keys]
+
+    def _flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        round_, keys = self.round, list(self.keys)
+        self.round, self.timer, self.keys = None, None, {}
+        if round_ is not None:
+            self.fetches += 1
+            asyncio.get_running_loop().create_task(self._run(round_, keys))
+
+    async def _run(self, round_: asyncio.Future[Mapping[K, V]], keys: list[K]) -> None:
+        try:
+            round_.set_result(await self.fetch(keys))
+        except Exception as error:
+            round_.set_exception(error)
+
+
 def batch_key(method: str, arguments: Mapping[str, Hashable]) -> BatchKey:
     return method, tuple(sorted(arguments.items()))
 
@@ -146,6 +201,7 @@ class ModelServer:
         self.loading: dict[tuple[str, ModelKind], asyncio.Task[Served]] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.listening = asyncio.Event()
+        self.lookups: dict[tuple[str, str], Coalescer[Any, Any]] = {}
 
     async def start(self) -> None:
         self.tasks = [
@@ -163,6 +219,17 @@ class ModelServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def lookup(
+        self, tenant_id: str, name: str, fetch: Callable[[list[K]], Awaitable[Mapping[K, V]]]
+    ) -> Coalescer[K, V]:
+        """The tenant's coalesced `name` lookup (made with `fetch` on first use): one per
+        tenant, so a fetch only ever reads one tenant's documents."""
+        key = (tenant_id, name)
+        found = self.lookups.get(key)
+        if found is None:
+            found = self.lookups[key] = Coalescer(fetch, self.window_s)
+        return found
 
     async def get(self, tenant_id: str, kind: ModelKind) -> Served:
         """The served model; raises ModelUnavailable saying why there is none."""
