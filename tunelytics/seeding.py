@@ -16,6 +16,8 @@ TENANT_COLLECTIONS = (
     # Monitoring: series, points, detector checkpoints, the alerting state.
     "metric_series", "metric_points", "metric_checkpoints", "alert_rules", "silences",
     "alerts", "incidents", "webhooks", "noise_models",
+    # Audio: analyses (with predictions), classifier inputs and labels, fingerprints.
+    "audio_analyses", "audio_inputs", "fingerprints",
 )  # fmt: skip
 Progress = Callable[[int], None]
 
