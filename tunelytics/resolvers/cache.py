@@ -34,7 +34,9 @@ class _Entry:
 
 
 class TenantCache:
-    def __init__(self, entries: int = 256, ttl_s: float = 600.0) -> None:
+    # 64 entries, as the analytics cache had alone: a snapshot of a big tenant's range is
+    # megabytes, and tenants x ranges is unbounded.
+    def __init__(self, entries: int = 64, ttl_s: float = 600.0) -> None:
         self.entries = entries
         self.ttl_s = ttl_s
         self._values: OrderedDict[Key, _Entry] = OrderedDict()
