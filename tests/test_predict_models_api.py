@@ -187,3 +187,24 @@ async def test_the_cli_trains_churn_with_the_same_job(
     (model,) = (await versions(api, token(slug, Role.VIEWER), "CHURN")).values()
     assert model["status"] == "ACTIVE" and "auc" in metrics(model)
     assert "errors" not in await api.post(AT_RISK, {"first": 3}, token(slug, Role.VIEWER))
+
+
+async def test_an_activation_rescores_with_the_served_version(api: Api, storage: Storage) -> None:
+    slug, demo = await seeded(storage, seed=16)
+    analyst, viewer = token(slug, Role.ANALYST), token(slug, Role.VIEWER)
+    await train(api, analyst, "CHURN")  # version 1
+    # New listens, then version 2 learns from them: other coefficients.
+    at = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    listens = [
+        {"listenerId": li.id, "trackId": demo.tracks[0].id, "msPlayed": 90_000,
+         "playedAt": (at + timedelta(minutes=i)).isoformat()}
+        for i, li in enumerate(demo.listeners[:20])
+    ]  # fmt: skip
+    await record_listens(api, token(slug, Role.INGEST), listens)
+    await train(api, analyst, "CHURN")  # version 2, active
+    latest = (await api.data(AT_RISK, {"first": 20}, viewer))["atRiskListeners"]
+    await api.data(ACTIVATE, {"kind": "CHURN", "version": 1}, analyst)
+    older = (await api.data(AT_RISK, {"first": 20}, viewer))["atRiskListeners"]
+    assert older != latest  # the same data, scored by the version now served
+    await api.data(ACTIVATE, {"kind": "CHURN", "version": 2}, analyst)
+    assert (await api.data(AT_RISK, {"first": 20}, viewer))["atRiskListeners"] == latest
