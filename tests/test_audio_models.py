@@ -4,6 +4,7 @@ similarTracksBySound on the learned embedding, the recommender's hook, roles, te
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -13,7 +14,6 @@ import pytest
 
 from tests.conftest import SeededTenant, make_tenant
 from tests.helpers import Api, ApiServer, codes
-from tests.test_audio_api import upload
 from tests.training import wait_for_job
 from tunelytics.audio_demo import demo_clip_count, demo_clips, seed_audio
 from tunelytics.domain.audio.classify import analyze_for_classification
@@ -48,6 +48,16 @@ query A($trackId: ID!) {
 SIMILAR = """
 query S($trackId: ID!, $first: Int!) {
   similarTracksBySound(trackId: $trackId, first: $first) { similarity track { id title } }
+}
+"""
+
+ANALYZE = """
+mutation Analyze($trackId: ID!, $file: Upload!) {
+  analyzeAudio(trackId: $trackId, file: $file) {
+    trackId genreUnavailableReason
+    genre { label probability modelVersion probabilities { label probability } }
+    mood { label probability modelVersion probabilities { label probability } }
+  }
 }
 """
 
@@ -165,9 +175,18 @@ async def test_genre_and_mood_models_classify_and_find_similar_sounds(
     # A new upload is classified at once by both active models.
     fresh = sorted(t.id for t in a.demo.tracks)[demo_clip_count()]
     wave = 0.5 * synthesize(demo_clips()[2][0], 6.0, 22050, seed=99).astype(np.float32)
-    body = upload(server, a.admin, fresh, encode_wav(wave, 22050)).get("data")
-    assert body is not None
-    # `upload` asks for the analysis fields only; the stored predictions are read back.
+    operations = {"query": ANALYZE, "variables": {"trackId": fresh, "file": None}}
+    response = await api.client.post(
+        server.graphql_url,
+        data={"operations": json.dumps(operations), "map": json.dumps({"0": ["variables.file"]})},
+        files={"0": ("new.wav", encode_wav(wave, 22050), "audio/wav")},
+        headers={"Authorization": f"Bearer {a.admin}"},
+        timeout=120.0,
+    )
+    analyzed = response.json()["data"]["analyzeAudio"]
+    _check_classification(analyzed["genre"], genres, 1)
+    _check_classification(analyzed["mood"], {"calm", "energetic"}, 1)
+    assert analyzed["genreUnavailableReason"] is None
     stored = await store.predictions(a.id, fresh)
     assert stored[ModelKind.GENRE].version == 1 and stored[ModelKind.MOOD].version == 1
 
