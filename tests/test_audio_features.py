@@ -175,3 +175,39 @@ def test_true_peak_finds_inter_sample_peaks() -> None:
     # Channels: the loudest channel decides.
     stereo = torch.from_numpy(np.stack([low, quarter]))[None]
     assert abs(float(TruePeak().double()(stereo))) < 0.1
+
+
+def test_contrast_extremes_are_exact_with_ties_and_clustered_peaks() -> None:
+    # The frontend finds each band's largest / smallest `count` bins without sorting
+    # (group heads, then top-k inside the chosen groups); a sort is the reference. Values
+    # on a coarse grid tie often, and a run of adjacent loud bins puts several of the top
+    # values in one group.
+    from tunelytics.domain.audio.features import _extreme_sums
+
+    rng = np.random.default_rng(7)
+    for width, count in [(74, 2), (149, 3), (297, 6), (431, 9), (40, 3)]:
+        band = torch.from_numpy(np.round(rng.random((3, 50, width)) * 8) / 8)
+        band[0, :, 100 % width : 100 % width + 12] = 9.0  # one cluster of equal peaks
+        band[1, :5] = 0.0  # silent frames: every bin ties
+        largest, smallest = _extreme_sums(band, count)
+        ordered = band.sort(-1).values
+        torch.testing.assert_close(largest, ordered[..., -count:].sum(-1), rtol=0, atol=1e-12)
+        torch.testing.assert_close(smallest, ordered[..., :count].sum(-1), rtol=0, atol=1e-12)
+
+
+def test_true_peak_skips_only_rows_that_cannot_hold_the_peak() -> None:
+    # Every row interpolated (the reference) against the frontend's pruned search, on a
+    # loud clipped clip and on quiet noise with one transient.
+    meter = TruePeak().double()
+    loud = np.clip(_music(3.0, seed=6) * 4, -1, 1)
+    quiet = np.random.default_rng(8).standard_normal(3 * SR) * 0.01
+    quiet[SR] = 0.5
+    for wave in (loud, quiet):
+        x = torch.from_numpy(wave)[None]
+        n, taps = x.shape[-1], meter.taps
+        rows = -(-(n + 1) // taps)
+        padded = torch.nn.functional.pad(x, (meter.pad, (rows + 1) * taps - n - meter.pad))
+        view = padded.view(1, rows + 1, taps)
+        up = view[:, :-1] @ meter.toeplitz[:taps] + view[:, 1:] @ meter.toeplitz[taps:]
+        reference = max(float(up.abs().max()), float(x.abs().max()))
+        assert float(meter(x)) == pytest.approx(20 * np.log10(reference), abs=1e-12)

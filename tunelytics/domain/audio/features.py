@@ -200,7 +200,9 @@ class SpectralShape(nn.Module):
         bandwidth = torch.sqrt(spread.clamp(min=0.0))
         rolloff = self._rolloff(magnitude)
         floored = torch.clamp(power, min=1e-10)
-        flatness = torch.exp(torch.log(floored).mean(-1)) / floored.mean(-1)
+        arithmetic = floored.mean(-1)
+        # In place: a fresh spectrogram-sized tensor costs as much again in page faults.
+        flatness = torch.exp(floored.log_().mean(-1)) / arithmetic
         return centroid, bandwidth, rolloff, flatness
 
     def _rolloff(self, magnitude: Tensor) -> Tensor:
@@ -225,6 +227,17 @@ class SpectralShape(nn.Module):
         return self.freqs[position]
 
 
+def _two_sum(band: Tensor, largest: bool) -> Tensor:
+    """The two largest (smallest) values' sum: the extreme, plus the extreme again if it
+    occurs twice, else the extreme of the rest (4x cheaper than topk on CPU)."""
+    extreme = band.amax(-1, keepdim=True) if largest else band.amin(-1, keepdim=True)
+    hit = band == extreme
+    rest = band.masked_fill(hit, -math.inf if largest else math.inf)
+    second = rest.amax(-1) if largest else rest.amin(-1)
+    extreme = extreme.squeeze(-1)
+    return extreme + torch.where(hit.sum(-1) > 1, extreme, second)
+
+
 def _extreme_sums(band: Tensor, count: int, group: int = 8) -> tuple[Tensor, Tensor]:
     """Sums of the `count` largest and of the `count` smallest values along the last
     dim, exactly.
@@ -236,6 +249,8 @@ def _extreme_sums(band: Tensor, count: int, group: int = 8) -> tuple[Tensor, Ten
     """
     if count == 1:
         return band.amax(-1), band.amin(-1)
+    if count == 2:
+        return _two_sum(band, True), _two_sum(band, False)
     width = band.shape[-1]
     if width <= 4 * count * group:
         return tuple(  # type: ignore[return-value]
