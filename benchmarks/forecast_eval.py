@@ -16,9 +16,10 @@ AutoARIMA is left out: with a 24-hour season one fit took 85-130 s on this machi
 
 MASE: mean absolute error over the window's mean absolute one-day difference (seasonal
 naive in-sample), averaged per series, then over series. Coverage: share of actual values
-inside the 80% interval, over all series, origins and steps.
+inside the 80% (and 95%) interval, over all series, origins and steps.
 
-    nice -n 5 .venv/bin/python benchmarks/forecast_eval.py [--origins 6] [--limit N]
+    nice -n 10 .venv/bin/python benchmarks/forecast_eval.py [--origins 6] [--limit N]
+        [--baseline-cache /tmp/forecast_baselines.pkl]   # reuse baseline fits across runs
 """
 
 from __future__ import annotations

@@ -48,6 +48,15 @@ class RuleKind(Enum):
     ANOMALY = "anomaly"
     THRESHOLD = "threshold"
     ABSENCE = "absence"
+    FORECAST = "forecast"
+
+
+@strawberry.enum
+class ForecastOn(Enum):
+    """What a forecast rule compares with its threshold."""
+
+    BOUND = "bound"  # the interval bound on the threshold's side (upper for > and >=)
+    MEAN = "mean"  # the point forecast
 
 
 @strawberry.enum
@@ -96,6 +105,10 @@ class Alert:
     noise_probability: float | None
     feedback: AlertFeedback | None
     summary: str
+    annotations: list[Label] = strawberry.field(
+        description="Facts of the latest evaluation; forecast alerts: forecast_crossing_at, "
+        "forecast_value, forecast_mean, forecast_on, forecast_origin, forecast_model, threshold."
+    )
 
     @classmethod
     def of(cls, a: domain.Alert) -> Alert:
@@ -126,6 +139,7 @@ class Alert:
             noise_probability=a.noise_probability,
             feedback=AlertFeedback(a.feedback.value) if a.feedback else None,
             summary=a.summary,
+            annotations=_labels(a.annotations),
         )
 
 
@@ -171,6 +185,10 @@ class AlertRule:
     op: str
     for_seconds: float
     absent_for_seconds: float
+    horizon_seconds: float
+    forecast_level: float
+    forecast_on: ForecastOn
+    every_seconds: float
     enabled: bool
     summary: str
 
@@ -188,6 +206,10 @@ class AlertRule:
             op=r.op,
             for_seconds=r.for_.total_seconds(),
             absent_for_seconds=r.absent_for.total_seconds(),
+            horizon_seconds=r.horizon.total_seconds(),
+            forecast_level=r.forecast_level,
+            forecast_on=ForecastOn(r.forecast_on),
+            every_seconds=r.every.total_seconds(),
             enabled=r.enabled,
             summary=r.summary,
         )
@@ -299,6 +321,19 @@ class AlertRuleInput:
     business_weight: float | None = None
     escalate_at: float | None = None
     escalate_to: Severity | None = None
+    horizon: str | None = strawberry.field(
+        default=None, description="Forecast rules: how far ahead to look, e.g. 6h."
+    )
+    forecast_level: float | None = strawberry.field(
+        default=None, description="Forecast rules: the interval level of BOUND (0.8)."
+    )
+    forecast_on: ForecastOn | None = None
+    every: str | None = strawberry.field(
+        default=None, description="Forecast rules: how often each series is re-forecast (5m)."
+    )
+    history: str | None = strawberry.field(
+        default=None, description="Forecast rules: how much of each series to learn from (7d)."
+    )
     summary: str | None = None
     enabled: bool = True
 
@@ -322,6 +357,11 @@ class AlertRuleInput:
             "business_weight": self.business_weight,
             "escalate_at": self.escalate_at,
             "escalate_to": None if self.escalate_to is None else self.escalate_to.name.lower(),
+            "horizon": self.horizon,
+            "forecast_level": self.forecast_level,
+            "forecast_on": None if self.forecast_on is None else self.forecast_on.value,
+            "every": self.every,
+            "history": self.history,
             "summary": self.summary,
         }
         data.update({k: v for k, v in optional.items() if v is not None})

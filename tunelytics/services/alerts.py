@@ -6,6 +6,12 @@ silences and open alerts, and writes back what it changed. An engine per tenant 
 and rebuilt when a rule or silence changes here, or after `refresh_s` (changes made on
 another replica). Every change of a tenant's alerts runs under that tenant's lock, the
 same lock ingestion holds, so an acknowledgement cannot interleave with a batch.
+
+Forecast rules are evaluated per matching series after ingestion (in the background, one
+pass per tenant at a time) and by the periodic check: a series is forecast again once it
+has new points and its rules' `every` has passed (or its rules changed). Forecasting
+runs in a worker thread and outside the tenant's lock, so ingestion never waits for it;
+only the engine call and the write-back take the lock.
 """
 
 from __future__ import annotations
@@ -24,16 +30,23 @@ from tunelytics.domain.monitoring.alerting import (
     Evaluation,
     Feedback,
     NoiseModel,
+    Rule,
+    RuleKind,
+    SeriesForecast,
     SeriesPresence,
     SeriesSample,
 )
+from tunelytics.domain.monitoring.alerting.forecasting import forecast_for_rules
+from tunelytics.domain.monitoring.points import MetricSeries
 from tunelytics.pubsub import Broadcaster
 from tunelytics.services.monitoring import Sample
 from tunelytics.services.webhooks import Delivery, WebhookSender
 from tunelytics.storage.alerts import AlertRepository
-from tunelytics.storage.monitoring import SeriesRepository
+from tunelytics.storage.monitoring import SeriesRepository, monitoring_store
 
 log = logging.getLogger(__name__)
+# Points a forecast rule reads per series (the newest, within the rule's history).
+MAX_FORECAST_POINTS = 20_000
 
 
 def alerts_channel(tenant_id: str) -> str:
@@ -108,6 +121,10 @@ class AlertService:
         self.locks = locks
         self.refresh_s = refresh_s
         self.engines: dict[str, tuple[AlertEngine, float]] = {}
+        self.points = monitoring_store(repo.db).points
+        # (tenant, series) -> (monotonic time, last point ms, rules) of its last forecast
+        self.forecasted: dict[tuple[str, str], tuple[float, int, tuple[Any, ...]]] = {}
+        self.forecasting: dict[str, asyncio.Task[None]] = {}
 
     def lock(self, tenant_id: str) -> asyncio.Lock:
         return self.locks.setdefault(tenant_id, asyncio.Lock())
@@ -140,6 +157,8 @@ class AlertService:
             datetime.fromtimestamp(now / 1000, UTC),
         )
         await self.apply(tenant_id, evaluation)
+        if _forecast_rules(engine):
+            self.schedule_forecasts(tenant_id)
 
     async def apply(self, tenant_id: str, evaluation: Evaluation) -> None:
         await self.repo.write(
@@ -202,6 +221,72 @@ class AlertService:
             return None
         return await self.repo.incident(tenant_id, alert.incident_id)
 
+    # --- forecast rules -------------------------------------------------------------------
+
+    def schedule_forecasts(self, tenant_id: str) -> None:
+        """A forecast pass for the tenant in the background, unless one is running."""
+        task = self.forecasting.get(tenant_id)
+        if task is None or task.done():
+            self.forecasting[tenant_id] = asyncio.create_task(self._forecast_pass(tenant_id))
+
+    async def _forecast_pass(self, tenant_id: str) -> None:
+        try:
+            await self.check_forecasts(tenant_id)
+        except Exception:  # a background pass must not die silently; the next one retries
+            log.exception("forecast rules of tenant %s failed", tenant_id)
+
+    async def check_forecasts(self, tenant_id: str) -> None:
+        """Forecast every due series matching the tenant's forecast rules, then run the
+        forecasts through the engine (alerts fire, update or resolve) and publish."""
+        engine = await self.engine(tenant_id)
+        if not _forecast_rules(engine):
+            return
+        forecasts: list[SeriesForecast] = []
+        for series in await self.series.with_points(tenant_id):
+            labels = dict(series.labels)
+            rules = engine.forecast_rules(series.id, series.name, labels)
+            if not rules or series.last_at_ms is None or not self._due(tenant_id, series, rules):
+                continue
+            history_ms = int(max(r.history for r in rules).total_seconds() * 1000)
+            points = await self.points.between(
+                tenant_id,
+                series.id,
+                series.last_at_ms - history_ms,
+                series.last_at_ms + 1,
+                MAX_FORECAST_POINTS,
+            )
+            times = [datetime.fromtimestamp(p.at_ms / 1000, UTC) for p in points]
+            values = [p.value for p in points]
+            # CPU-bound (a backtest of several models): off the event loop.
+            found = await asyncio.to_thread(
+                forecast_for_rules, rules, series.id, series.name, labels, times, values
+            )
+            if found is not None:  # too little history: tried again with the next points
+                forecasts.append(found)
+                self.forecasted[(tenant_id, series.id)] = (
+                    time.monotonic(),
+                    series.last_at_ms,
+                    _signature(rules),
+                )
+        if not forecasts:
+            return
+        async with self.lock(tenant_id):
+            engine = await self.engine(tenant_id)
+            evaluation = engine.check_forecasts(
+                forecasts,
+                await self.repo.open_alerts(tenant_id),
+                await self.repo.open_incidents(tenant_id),
+                _now(),
+            )
+            await self.apply(tenant_id, evaluation)
+
+    def _due(self, tenant_id: str, series: MetricSeries, rules: list[Rule]) -> bool:
+        last = self.forecasted.get((tenant_id, series.id))
+        if last is None or last[2] != _signature(rules):
+            return True
+        every = min(r.every for r in rules).total_seconds()
+        return last[1] != series.last_at_ms and time.monotonic() - last[0] >= every
+
     # --- time passing --------------------------------------------------------------------
 
     async def check(self, tenant_ids: Sequence[str]) -> None:
@@ -229,6 +314,18 @@ class AlertService:
                 alerts = await self.repo.open_alerts(tenant_id)
                 incidents = await self.repo.open_incidents(tenant_id)
                 await self.apply(tenant_id, engine.check_absence(presences, alerts, incidents, now))
+            # Outside the lock (the pass takes it itself); joins a pass already running.
+            self.schedule_forecasts(tenant_id)
+            await self.forecasting[tenant_id]
+
+
+def _forecast_rules(engine: AlertEngine) -> bool:
+    return any(r.kind is RuleKind.FORECAST for r in engine.rules.values())
+
+
+def _signature(rules: list[Rule]) -> tuple[Any, ...]:
+    """What a series' last forecast was for: a changed rule makes it due at once."""
+    return tuple((r.id, r.updated_at) for r in rules)
 
 
 def _now() -> datetime:

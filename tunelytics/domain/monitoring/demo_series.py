@@ -107,4 +107,14 @@ DEMO_RULES: list[dict[str, Any]] = [
         "severity": "warning",
         "business_weight": 3.0,
     },
+    {
+        # Predictive: the upper bound of the 80% forecast interval within the next hour.
+        "name": "CPU heading for saturation",
+        "kind": "forecast",
+        "selector": "cpu_percent",
+        "op": ">",
+        "threshold": 90.0,
+        "horizon": "1h",
+        "severity": "warning",
+    },
 ]
