@@ -38,12 +38,13 @@ class UnindexedEngine(AlertEngine):
 
     def _rules_for(
         self, series_id: str, name: str, labels: dict[str, str]
-    ) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+    ) -> tuple[tuple[Rule, ...], ...]:
         with_name = {**labels, "__name__": name}
         hits = [r for r in self.rules.values() if r.selector.matches(name, with_name)]
         return (
-            tuple(r for r in hits if r.kind.value != "absence"),
+            tuple(r for r in hits if r.kind.value in ("anomaly", "threshold")),
             tuple(r for r in hits if r.kind.value == "absence"),
+            tuple(r for r in hits if r.kind.value == "forecast"),
         )
 
 
