@@ -115,3 +115,67 @@ async def test_forecast_rule_input_errors_name_each_field(api: Api, tenant: Seed
     assert codes(body) == ["BAD_USER_INPUT"]
     fields = {e["field"] for e in body["errors"][0]["extensions"]["errors"]}
     assert {"op", "horizon", "forecast_level"} <= fields
+
+
+async def test_the_service_resolves_when_new_points_stop_the_forecast_crossing(
+    storage: Any, tenant: SeededTenant
+) -> None:
+    """The pipeline without a server (real MongoDB): ingestion starts a forecast pass;
+    once the series turns flat again, the next due pass resolves the alert; a changed
+    rule is due at once."""
+    from tunelytics.domain.monitoring.alerting import AlertState, Rule
+    from tunelytics.domain.monitoring.points import PointDraft
+    from tunelytics.pubsub import LocalBroadcaster
+    from tunelytics.services.pipeline import build_pipeline
+
+    pipeline = build_pipeline(storage.db, LocalBroadcaster())
+    alerts = pipeline.alerts
+    data = {**forecast_rule(), "kind": "forecast", "severity": "warning"}
+    rule = Rule.from_input(tenant.id, data, rule_id=f"rule-{uuid.uuid4().hex[:8]}")
+    rule.updated_at = datetime.now(UTC)
+    await alerts.repo.save_rule(tenant.id, rule)
+    service = f"db-{uuid.uuid4().hex[:6]}"
+
+    def drafts(points: list[dict[str, Any]]) -> list[PointDraft]:
+        return [
+            PointDraft(p["series"], (("service", service),),
+                       int(datetime.fromisoformat(p["timestamp"]).timestamp() * 1000), p["value"])
+            for p in points
+        ]  # fmt: skip
+
+    async def ingest_and_forecast(points: list[PointDraft]) -> None:
+        await pipeline.monitoring.ingest(tenant.id, points, 30)
+        await pipeline.monitoring.flush(everything=True)
+        await alerts.forecasting[tenant.id]  # the pass ingestion started (and its reruns)
+
+    rising = trending(service, seed=5)
+    # The history ends 3 h ago: room for the flat points after it.
+    shift = timedelta(hours=3)
+    for p in rising:
+        p["timestamp"] = (datetime.fromisoformat(p["timestamp"]) - shift).isoformat()
+    await ingest_and_forecast(drafts(rising))
+    (alert,) = [a for a in await alerts.repo.open_alerts(tenant.id) if a.rule_id == rule.id]
+    assert alert.state is AlertState.FIRING and "forecast_crossing_at" in alert.annotations
+    # Without new points nothing is due: the same alert, untouched.
+    await alerts.check_forecasts(tenant.id)
+    (same,) = [a for a in await alerts.repo.open_alerts(tenant.id) if a.rule_id == rule.id]
+    assert same.updated_at == alert.updated_at
+    # Load drops back to 60 for the last 3 hours; the rule's `every` passes (as if).
+    last = datetime.fromisoformat(rising[-1]["timestamp"])
+    flat = [
+        point("disk_used_pct", last + timedelta(minutes=5 * (i + 1)), 60.0, service=service)
+        for i in range(34)
+    ]
+    alerts.forecasted.clear()
+    await ingest_and_forecast(drafts(flat))
+    assert [a for a in await alerts.repo.open_alerts(tenant.id) if a.rule_id == rule.id] == []
+    resolved = await alerts.repo.alert(tenant.id, alert.id)
+    assert resolved is not None and resolved.state is AlertState.RESOLVED
+    # A lower threshold (a changed rule) is due at once, with no new point and no wait.
+    lower = Rule.from_input(tenant.id, {**data, "threshold": 55.0}, rule_id=rule.id)
+    lower.updated_at = datetime.now(UTC)
+    await alerts.repo.save_rule(tenant.id, lower)
+    alerts.invalidate(tenant.id)
+    await alerts.check_forecasts(tenant.id)
+    (again,) = [a for a in await alerts.repo.open_alerts(tenant.id) if a.rule_id == rule.id]
+    assert again.id != alert.id and again.fingerprint == alert.fingerprint

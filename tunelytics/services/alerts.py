@@ -37,7 +37,6 @@ from tunelytics.domain.monitoring.alerting import (
     SeriesSample,
 )
 from tunelytics.domain.monitoring.alerting.forecasting import forecast_for_rules
-from tunelytics.domain.monitoring.points import MetricSeries
 from tunelytics.pubsub import Broadcaster
 from tunelytics.services.monitoring import Sample
 from tunelytics.services.webhooks import Delivery, WebhookSender
@@ -125,6 +124,10 @@ class AlertService:
         # (tenant, series) -> (monotonic time, last point ms, rules) of its last forecast
         self.forecasted: dict[tuple[str, str], tuple[float, int, tuple[Any, ...]]] = {}
         self.forecasting: dict[str, asyncio.Task[None]] = {}
+        self.forecast_again: set[str] = set()  # asked for while a pass was running
+        # (tenant, series) -> the newest point this process has seen: stored series
+        # summaries are written lazily (on checkpoints), points at once.
+        self.latest: dict[tuple[str, str], int] = {}
 
     def lock(self, tenant_id: str) -> asyncio.Lock:
         return self.locks.setdefault(tenant_id, asyncio.Lock())
@@ -158,6 +161,10 @@ class AlertService:
         )
         await self.apply(tenant_id, evaluation)
         if _forecast_rules(engine):
+            for sample in samples:
+                key = (tenant_id, sample.series.id)
+                if sample.at_ms > self.latest.get(key, -1):
+                    self.latest[key] = sample.at_ms
             self.schedule_forecasts(tenant_id)
 
     async def apply(self, tenant_id: str, evaluation: Evaluation) -> None:
@@ -224,16 +231,24 @@ class AlertService:
     # --- forecast rules -------------------------------------------------------------------
 
     def schedule_forecasts(self, tenant_id: str) -> None:
-        """A forecast pass for the tenant in the background, unless one is running."""
+        """A forecast pass for the tenant in the background; while one is running, one
+        more after it (so points that arrived during a pass are not left for the
+        periodic check)."""
         task = self.forecasting.get(tenant_id)
         if task is None or task.done():
             self.forecasting[tenant_id] = asyncio.create_task(self._forecast_pass(tenant_id))
+        else:
+            self.forecast_again.add(tenant_id)
 
     async def _forecast_pass(self, tenant_id: str) -> None:
-        try:
-            await self.check_forecasts(tenant_id)
-        except Exception:  # a background pass must not die silently; the next one retries
-            log.exception("forecast rules of tenant %s failed", tenant_id)
+        while True:
+            self.forecast_again.discard(tenant_id)
+            try:
+                await self.check_forecasts(tenant_id)
+            except Exception:  # a background pass must not die silently; the next retries
+                log.exception("forecast rules of tenant %s failed", tenant_id)
+            if tenant_id not in self.forecast_again:
+                return
 
     async def check_forecasts(self, tenant_id: str) -> None:
         """Forecast every due series matching the tenant's forecast rules, then run the
@@ -245,15 +260,13 @@ class AlertService:
         for series in await self.series.with_points(tenant_id):
             labels = dict(series.labels)
             rules = engine.forecast_rules(series.id, series.name, labels)
-            if not rules or series.last_at_ms is None or not self._due(tenant_id, series, rules):
+            seen = [series.last_at_ms, self.latest.get((tenant_id, series.id))]
+            last_ms = max((t for t in seen if t is not None), default=None)
+            if not rules or last_ms is None or not self._due(tenant_id, series.id, last_ms, rules):
                 continue
             history_ms = int(max(r.history for r in rules).total_seconds() * 1000)
             points = await self.points.between(
-                tenant_id,
-                series.id,
-                series.last_at_ms - history_ms,
-                series.last_at_ms + 1,
-                MAX_FORECAST_POINTS,
+                tenant_id, series.id, last_ms - history_ms, last_ms + 1, MAX_FORECAST_POINTS
             )
             times = [datetime.fromtimestamp(p.at_ms / 1000, UTC) for p in points]
             values = [p.value for p in points]
@@ -265,7 +278,7 @@ class AlertService:
                 forecasts.append(found)
                 self.forecasted[(tenant_id, series.id)] = (
                     time.monotonic(),
-                    series.last_at_ms,
+                    last_ms,
                     _signature(rules),
                 )
         if not forecasts:
@@ -280,12 +293,12 @@ class AlertService:
             )
             await self.apply(tenant_id, evaluation)
 
-    def _due(self, tenant_id: str, series: MetricSeries, rules: list[Rule]) -> bool:
-        last = self.forecasted.get((tenant_id, series.id))
+    def _due(self, tenant_id: str, series_id: str, last_ms: int, rules: list[Rule]) -> bool:
+        last = self.forecasted.get((tenant_id, series_id))
         if last is None or last[2] != _signature(rules):
             return True
         every = min(r.every for r in rules).total_seconds()
-        return last[1] != series.last_at_ms and time.monotonic() - last[0] >= every
+        return last[1] != last_ms and time.monotonic() - last[0] >= every
 
     # --- time passing --------------------------------------------------------------------
 
