@@ -263,3 +263,25 @@ def test_skips_push_a_track_down() -> None:
         r.track_id
         for r in skipped.recommend([skipper], k=N_TRACKS, exclude_listened=False)[0] or []
     }
+
+
+def test_catalogue_scale_serving_matches_the_exact_scan(
+    model: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Force the compact retrieval stage (normally only for catalogues of ~20,000+ tracks):
+    # a 4-dim projection picks 30 of the 80 tracks, which are then scored exactly.
+    from tunelytics.domain.recommend import model as model_module
+
+    monkeypatch.setattr(model_module, "EXACT_SCAN_FLOATS", 0)
+    monkeypatch.setattr(model_module, "COARSE_RANK", 4)
+    monkeypatch.setattr(model_module, "RESCORE_POOL", 30)
+    compact = Recommender.from_bytes(model.to_bytes())
+    assert compact._coarse_items is not None and compact._coarse_items.shape[1] == 4
+    listeners = [f"l{i}" for i in range(20)]
+    exact = model.scores(listeners)
+    served = compact.recommend(listeners, k=5)
+    for b, (listener, recs) in enumerate(zip(listeners, served, strict=True)):
+        assert recs is not None and len(recs) == 5
+        assert all(group_of_track(r.track_id) == group_of_listener(listener) for r in recs)
+        for r in recs:  # served scores are the exact hybrid scores
+            assert abs(r.score - float(exact[b, int(r.track_id[1:])])) < 1e-4

@@ -15,6 +15,12 @@ FORMAT_VERSION = 1
 # How many of a listener's heaviest tracks are considered when explaining a result.
 EXPLAIN_HISTORY = 256
 COLLABORATIVE = ("als", "ease")
+# Serving at catalogue scale: when tracks x serving dims exceeds EXACT_SCAN_FLOATS, a request
+# scans a compact COARSE_RANK-dim projection of the item matrix (a matvec over a few MB
+# instead of the whole matrix) and re-scores its best RESCORE_POOL tracks exactly.
+EXACT_SCAN_FLOATS = 8_000_000
+COARSE_RANK = 96
+RESCORE_POOL = 1024
 
 
 @dataclass
@@ -122,6 +128,23 @@ class Recommender:
         )
         taste = self._items * weights
         self._taste = taste / taste.norm(dim=1, keepdim=True).clamp_min(1e-9)
+        self._build_coarse()
+
+    def _build_coarse(self) -> None:
+        """The compact retrieval matrix: the top COARSE_RANK directions of the item matrix,
+        with each serving dimension first scaled by its typical user magnitude (so the
+        directions that move scores most are kept), i.e. u . i ~ (u / s) V . (i s) V."""
+        n_tracks, dims = self._items.shape
+        self._coarse_items: torch.Tensor | None = None
+        self._coarse_map = torch.zeros(dims, 0)
+        if n_tracks * dims <= EXACT_SCAN_FLOATS or dims <= COARSE_RANK:
+            return
+        scale = self._users.pow(2).mean(0).sqrt().clamp_min(1e-6)
+        scaled = self._items * scale
+        _, vectors = torch.linalg.eigh((scaled.T @ scaled).double())
+        basis = vectors[:, -COARSE_RANK:].float()
+        self._coarse_items = (scaled @ basis).contiguous()
+        self._coarse_map = (basis / scale[:, None]).contiguous()
 
     @property
     def blend_weights(self) -> dict[str, float]:
@@ -229,15 +252,9 @@ class Recommender:
         if k == 0:
             return [[] for _ in histories]
         with torch.no_grad():
-            scores = users @ self._items.T
-            if exclude:
-                lengths = torch.tensor([len(h[0]) for h in histories])
-                if int(lengths.sum()):
-                    row_idx = torch.repeat_interleave(torch.arange(len(histories)), lengths)
-                    scores[row_idx, torch.cat([h[0] for h in histories])] = -torch.inf
             rerank = diversity > 0.0 or max_per_artist is not None
             n_cand = min(n_tracks, max(4 * k, k + 50) if rerank else k)
-            top_scores, top_idx = torch.topk(scores, n_cand, dim=1)
+            top_scores, top_idx = self._top(users, histories, n_cand, exclude)
             out = []
             for b in range(len(histories)):
                 valid = torch.isfinite(top_scores[b])
@@ -248,6 +265,31 @@ class Recommender:
                     )
                 out.append(self._explain(users[b], histories[b], cand[:k], cand_scores[:k]))
             return out
+
+    def _top(
+        self,
+        users: torch.Tensor,
+        histories: list[tuple[torch.Tensor, torch.Tensor]],
+        n_cand: int,
+        exclude: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Best n_cand tracks per user (scores -inf for excluded ones): one exact scan of the
+        item matrix, or at catalogue scale one scan of the compact matrix and an exact
+        re-score of its best RESCORE_POOL tracks."""
+        coarse = self._coarse_items
+        scan = users @ self._items.T if coarse is None else users @ self._coarse_map @ coarse.T
+        if exclude:
+            lengths = torch.tensor([len(h[0]) for h in histories])
+            if int(lengths.sum()):
+                row_idx = torch.repeat_interleave(torch.arange(len(histories)), lengths)
+                scan[row_idx, torch.cat([h[0] for h in histories])] = -torch.inf
+        if coarse is None:
+            return torch.topk(scan, n_cand, dim=1)
+        pool_scores, pool = torch.topk(scan, min(scan.shape[1], max(RESCORE_POOL, n_cand)), dim=1)
+        exact = torch.bmm(self._items[pool], users[:, :, None]).squeeze(2)
+        exact = exact.masked_fill(~torch.isfinite(pool_scores), -torch.inf)
+        top_scores, at = torch.topk(exact, n_cand, dim=1)
+        return top_scores, torch.gather(pool, 1, at)
 
     def _rerank(
         self,
