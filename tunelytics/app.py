@@ -260,14 +260,15 @@ def create_app(
         )
     broadcaster = create_broadcaster(settings.redis_url)
     monitoring = build_pipeline(storage.db, broadcaster)
+    models = ModelServer(storage, broadcaster, TRAINERS)
     services = Services(
         settings=settings,
         storage=storage,
         broadcaster=broadcaster,
         verifier=TokenVerifier(settings),
         limiter=RequestLimiter(settings.limits.rate_per_minute, settings.redis_url),
-        training=TrainingService(storage, broadcaster, TRAINERS),
-        models=ModelServer(storage, broadcaster, TRAINERS),
+        training=TrainingService(storage, broadcaster, TRAINERS, switch=models.switch),
+        models=models,
         monitoring=monitoring.monitoring,
         alerting=monitoring.alerts,
     )

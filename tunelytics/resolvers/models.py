@@ -67,7 +67,12 @@ async def activate_model(info: CtxInfo, kind: ModelKind, version: int) -> ModelV
     await require_registered_tenant(ctx)
     try:
         model = await activate(
-            ctx.storage, ctx.services.broadcaster, principal.tenant_id, kind, version
+            ctx.storage,
+            ctx.services.broadcaster,
+            principal.tenant_id,
+            kind,
+            version,
+            ctx.services.models.switch if ctx.services.models else None,
         )
     except NotActivatable as error:
         if error.missing:

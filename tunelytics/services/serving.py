@@ -199,6 +199,7 @@ class ModelServer:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.served: dict[tuple[str, ModelKind], Served] = {}
         self.loading: dict[tuple[str, ModelKind], asyncio.Task[Served]] = {}
+        self.switching: defaultdict[tuple[str, ModelKind], asyncio.Lock] = defaultdict(asyncio.Lock)
         self.tasks: list[asyncio.Task[None]] = []
         self.listening = asyncio.Event()
         self.lookups: dict[tuple[str, str], Coalescer[Any, Any]] = {}
@@ -299,16 +300,25 @@ class ModelServer:
         """Serve `version` if this process serves the tenant's model (else it loads the
         active one when first asked)."""
         key = (tenant_id, kind)
-        current = self.served.get(key)
-        if current is None or current.version.version == version:
-            return
-        found = await self.storage.models.get(tenant_id, kind, version)
-        if found is None:
-            return
-        try:
-            self.served[key] = await self._load(found)
-        except ModelUnavailable as error:
-            log.error("cannot switch models: %s", error, extra={"tenant": tenant_id})
+        loading = self.loading.get(key)
+        if loading is not None:
+            # A first load that read the registry before this activation must not win.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(loading)
+        # One switch at a time per model, so a slow load cannot land after a later one.
+        async with self.switching[key]:
+            current = self.served.get(key)
+            if current is None or current.version.version == version:
+                return
+            # An announcement can arrive after a later activation this replica already
+            # served (its own, switched directly): the registry decides, not the order.
+            found = await self.storage.models.active(tenant_id, kind)
+            if found is None or found.version != version:
+                return
+            try:
+                self.served[key] = await self._load(found)
+            except ModelUnavailable as error:
+                log.error("cannot switch models: %s", error, extra={"tenant": tenant_id})
 
     async def _listen(self) -> None:
         while True:

@@ -7,7 +7,9 @@ registry, and reports progress on the job document and on the job's pub/sub chan
 message the caller can read; the traceback goes to the log only.
 
 Activation (`activate`) marks a version active in the registry and announces it on
-MODELS_CHANNEL, which every replica's ModelServer (serving.py) listens to.
+MODELS_CHANNEL, which every replica's ModelServer (serving.py) listens to. The replica
+that activates also switches its own server before answering (`switch`), so whoever
+activated, or waited for a job that activates, is served the new version at once.
 """
 
 from __future__ import annotations
@@ -100,10 +102,20 @@ class NotActivatable(Exception):
         self.missing = missing
 
 
+# Serve (tenant, kind, version) in this process now: ModelServer.switch.
+Switch = Callable[[str, ModelKind, int], Awaitable[None]]
+
+
 async def activate(
-    storage: Storage, broadcaster: Broadcaster, tenant_id: str, kind: ModelKind, version: int
+    storage: Storage,
+    broadcaster: Broadcaster,
+    tenant_id: str,
+    kind: ModelKind,
+    version: int,
+    switch: Switch | None = None,
 ) -> ModelVersion:
-    """Serve `version` from now on, on every replica; the one it replaces stays for rollback."""
+    """Serve `version` from now on, on every replica; the one it replaces stays for rollback.
+    With `switch`, this replica serves it before this returns (the others on the announcement)."""
     model = await storage.models.get(tenant_id, kind, version)
     if model is None:
         raise NotActivatable(f"no {kind.value} version {version}", missing=True)
@@ -117,6 +129,8 @@ async def activate(
     await broadcaster.publish(
         MODELS_CHANNEL, {"tenant_id": tenant_id, "kind": kind.value, "version": version}
     )
+    if switch is not None:
+        await switch(tenant_id, kind, version)
     log.info("model activated", extra={"tenant": tenant_id, "kind": kind.value, "version": version})
     return model
 
@@ -156,11 +170,16 @@ class TrainingService:
     """Starts and runs training jobs for the kinds it has a Trainer for."""
 
     def __init__(
-        self, storage: Storage, broadcaster: Broadcaster, trainers: Mapping[ModelKind, AnyTrainer]
+        self,
+        storage: Storage,
+        broadcaster: Broadcaster,
+        trainers: Mapping[ModelKind, AnyTrainer],
+        switch: Switch | None = None,
     ) -> None:
         self.storage = storage
         self.broadcaster = broadcaster
         self.trainers = dict(trainers)
+        self.switch = switch
         # One fit at a time per process: two would only halve each other's cores.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="train")
         self.running: set[asyncio.Task[Job]] = set()
@@ -269,7 +288,9 @@ class TrainingService:
                 artifact_bytes=len(artifact),
             )
             if job.activate:
-                await activate(self.storage, self.broadcaster, tenant, job.kind, version)
+                await activate(
+                    self.storage, self.broadcaster, tenant, job.kind, version, self.switch
+                )
             await report(1.0, "done", status=JobStatus.SUCCEEDED)
             log.info(
                 "model trained",
