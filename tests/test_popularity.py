@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
 
+from tunelytics.domain.demo import DemoSize, generate_demo
 from tunelytics.domain.predict import NotEnoughData
 from tunelytics.domain.predict.popularity import (
     DailyPlays,
@@ -144,3 +146,58 @@ def test_training_refuses_too_little_history_and_keeps_defaults_without_room() -
     kept = train_popularity(as_daily(trending(1, tracks=50, days=36), today))
     assert kept.params == PopularityParameters() and kept.metrics["validation_weeks"] == 0
     assert "defaults kept" in kept.metrics["tuning"]
+
+
+def test_the_demo_has_rising_tracks_the_trained_model_finds() -> None:
+    """Issue 6: the demo tenant's risingTracks, at the size `serve` seeds, trained as the
+    trainer does, holds the tracks the generator planted and few of the top tracks."""
+    end = datetime(2026, 12, 4, tzinfo=UTC)
+    demo = generate_demo(DemoSize(), end=end)
+    planted = set(demo.rising_track_ids)
+    assert 5 <= len(planted) <= 8
+    daily = DailyPlays(
+        Counter((li.track_id, li.played_at.date()) for li in demo.listens), end.date()
+    )
+    (scores,) = train_popularity(daily).score([daily])
+    rising = [s.track_id for s in scores.rising]
+    assert len(rising) >= 5
+    assert len(planted & set(rising)) >= 4, (sorted(planted), rising[:10])
+    assert len(set(rising) - planted) <= len(rising) // 2  # mostly the planted ones
+    top = sorted(demo.tracks, key=lambda t: (-t.listen_count, t.id))[:50]
+    assert sum(t.id in rising for t in top if t.id not in planted) <= 5
+    # They were mid/low popularity before catching on: under the median of the top 50.
+    before = Counter(li.track_id for li in demo.listens if li.played_at < end - timedelta(days=21))
+    top_median = float(np.median([before[t.id] for t in top]))
+    assert all(before[t] < top_median for t in planted)
+    # Steady growth: each of the last three weeks has more of their plays than the one before.
+    for track in planted:
+        weeks = [
+            sum(
+                n
+                for (t, day), n in daily.plays.items()
+                if t == track
+                and end.date() - timedelta(days=7 * (w + 1)) <= day
+                and day < end.date() - timedelta(days=7 * w)
+            )
+            for w in (3, 2, 1, 0)
+        ]
+        assert weeks == sorted(weeks) and weeks[-1] > 2 * weeks[1], (track, weeks)
+
+
+def test_the_rising_tracks_are_planted_per_seed_in_valid_listens() -> None:
+    end = datetime(2026, 12, 4, tzinfo=UTC)
+    size = DemoSize(artists=20, tracks=200, listeners=60, listens=6_000, days=42)
+    demo = generate_demo(size, seed=3, end=end)
+    again = generate_demo(size, seed=3, end=end)
+    assert demo.rising_track_ids == again.rising_track_ids and demo.listens == again.listens
+    assert generate_demo(size, seed=4, end=end).rising_track_ids != demo.rising_track_ids
+    duration = {t.id: t.duration_ms for t in demo.tracks}
+    signup = {li.id: li.signup_at for li in demo.listeners}
+    times = [li.played_at for li in demo.listens]
+    assert times == sorted(times) and demo.start <= times[0] and times[-1] < end
+    for listen in demo.listens:
+        assert 0 < listen.ms_played <= duration[listen.track_id]
+        assert listen.played_at >= signup[listen.listener_id]
+    # Small catalogues (the other tests' sizes) are left without planted tracks.
+    small = generate_demo(DemoSize(artists=6, tracks=40, listeners=20, listens=2_000, days=56))
+    assert small.rising_track_ids == []

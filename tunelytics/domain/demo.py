@@ -12,7 +12,7 @@ night, livelier weekends, skips that are more likely outside a listener's taste.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -73,6 +73,17 @@ HOURLY = np.array(
     ],
 )
 WEEKDAY = np.array([0.92, 0.93, 0.95, 0.98, 1.08, 1.14, 1.1])  # Monday first
+# Rising tracks: without them every track's plays are flat noise around its appeal, and
+# the popularity model finds nothing rising on the demo (issue 6). A few mid/low-popularity
+# tracks catch on over the window's last RISING_DAYS, as a track picked up by playlists or
+# social media does: each one's share of all plays grows by RISING_WEEKLY a week, up to
+# about a top track's share on the last day. They are drawn from a generator of their own,
+# so every other draw (and with it the rest of the data) is what it was without them.
+RISING_TRACKS = 6
+RISING_DAYS = 21
+RISING_WEEKLY = 2.7
+RISING_FINAL_SHARE = (0.010, 0.014)  # of the last day's plays, per rising track
+RISING_MIN_TRACKS = 100  # smaller catalogues (tests' sizes) are left flat
 SYLLABLES = (
     "ka",
     "lo",
@@ -153,6 +164,7 @@ class Demo:
     listens: list[Listen]
     start: datetime
     end: datetime
+    rising_track_ids: list[str]  # the tracks planted to catch on near the end
 
 
 def _normalise(weights: np.ndarray) -> np.ndarray:
@@ -179,14 +191,24 @@ def generate_demo(size: DemoSize | None = None, seed: int = 7, end: datetime | N
     artists, artist_weight, artist_genre = _artists(rng, size.artists)
     tracks, track_weight = _tracks(rng, size.tracks, artists, artist_weight, artist_genre)
     listeners, listener_taste, listener_activity = _listeners(rng, size.listeners, start, end)
+    rising = _Rising(np.random.default_rng([seed, 6]), size)
     listens = list(
         _listens(
-            rng, size, start, tracks, track_weight, listeners, listener_taste, listener_activity
+            rng,
+            size,
+            start,
+            tracks,
+            track_weight,
+            listeners,
+            listener_taste,
+            listener_activity,
+            rising,
         )
     )
     for track, count in zip(tracks, _counts(listens, tracks), strict=True):
         track.listen_count = count
-    return Demo(artists, tracks, listeners, listens, start, end)
+    rising_ids = [tracks[i].id for i in rising.tracks]  # planted as the listens were drawn
+    return Demo(artists, tracks, listeners, listens, start, end, rising_ids)
 
 
 def _artists(rng: np.random.Generator, n: int) -> tuple[list[Artist], np.ndarray, np.ndarray]:
@@ -272,6 +294,36 @@ def _listeners(
     return listeners, taste, activity
 
 
+@dataclass(slots=True)
+class _Rising:
+    """Plants the rising tracks in the drawn listens; `tracks`: the rows planted."""
+
+    rng: np.random.Generator
+    size: DemoSize
+    tracks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+
+    def plant(self, chosen: np.ndarray, at_s: np.ndarray) -> None:
+        """Hand some of the last weeks' plays (`chosen` tracks, their times `at_s` in
+        seconds into the window) to the rising tracks, in place: each one's share grows
+        by RISING_WEEKLY a week to its final share on the last day."""
+        size = self.size
+        if size.tracks < RISING_MIN_TRACKS or size.days < RISING_DAYS + 7:
+            return
+        # Mid/low popularity by the plays drawn: between the top 10% and the median.
+        by_plays = np.argsort(-np.bincount(chosen, minlength=size.tracks), kind="stable")
+        band = by_plays[size.tracks // 10 : size.tracks // 2]
+        self.tracks = np.sort(self.rng.choice(band, size=RISING_TRACKS, replace=False))
+        final_share = self.rng.uniform(*RISING_FINAL_SHARE, size=RISING_TRACKS)
+        days_to_end = size.days - at_s / 86_400  # 0 at the window's end
+        share = final_share[None, :] * RISING_WEEKLY ** (-days_to_end[:, None] / 7)
+        share[days_to_end > RISING_DAYS] = 0.0
+        # One draw per listen: below the first bound the first track, and so on.
+        u = self.rng.random(len(chosen))
+        pick = (u[:, None] >= np.cumsum(share, axis=1)).sum(axis=1)
+        taken = pick < RISING_TRACKS
+        chosen[taken] = self.tracks[pick[taken]]
+
+
 def _listens(
     rng: np.random.Generator,
     size: DemoSize,
@@ -281,6 +333,7 @@ def _listens(
     listeners: list[Listener],
     taste: np.ndarray,
     activity: np.ndarray,
+    rising: _Rising,
 ) -> Iterator[Listen]:
     n = size.listens
     mean_session = 8.0
@@ -324,6 +377,7 @@ def _listens(
         rows = np.flatnonzero(in_taste & (taste[listener_of] == genre))
         if len(members) and len(rows):
             chosen[rows] = rng.choice(members, size=len(rows), p=_normalise(track_weight[members]))
+    rising.plant(chosen, session_start[session_of])
 
     duration = np.array([t.duration_ms for t in tracks])[chosen]
     matches_taste = track_genre[chosen] == taste[listener_of]
