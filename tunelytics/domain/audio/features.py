@@ -227,53 +227,16 @@ class SpectralShape(nn.Module):
         return self.freqs[position]
 
 
-def _two_sum(band: Tensor, largest: bool) -> Tensor:
-    """The two largest (smallest) values' sum: the extreme, plus the extreme again if it
-    occurs twice, else the extreme of the rest (4x cheaper than topk on CPU)."""
-    extreme = band.amax(-1, keepdim=True) if largest else band.amin(-1, keepdim=True)
-    hit = band == extreme
-    rest = band.masked_fill(hit, -math.inf if largest else math.inf)
-    second = rest.amax(-1) if largest else rest.amin(-1)
-    extreme = extreme.squeeze(-1)
-    return extreme + torch.where(hit.sum(-1) > 1, extreme, second)
+def _sorted_rows(band: Tensor) -> Tensor:
+    """Each row of `band` sorted ascending.
 
-
-def _extreme_sums(band: Tensor, count: int, group: int = 8) -> tuple[Tensor, Tensor]:
-    """Sums of the `count` largest and of the `count` smallest values along the last
-    dim, exactly.
-
-    torch.topk costs ~11 ns per element on CPU, so a wide band is first cut to the
-    `count` groups of `group` bins with the most extreme heads (group maxima, or
-    minima): the top `count` values of the band all lie in those groups (a value in any
-    other group has `count` heads at least as large), so the sum is the same.
+    On CPU by numpy's sort, which numpy 2 vectorises with AVX-512 (x86-simd-sort): ~1.6 ns
+    per float32 element here, against ~11 ns for torch.topk at any k and ~45 ns for
+    torch.sort, and it releases the GIL, so worker threads sort in parallel.
     """
-    if count == 1:
-        return band.amax(-1), band.amin(-1)
-    if count == 2:
-        return _two_sum(band, True), _two_sum(band, False)
-    width = band.shape[-1]
-    if width <= 4 * count * group:
-        return tuple(  # type: ignore[return-value]
-            band.topk(count, -1, largest=largest, sorted=False).values.sum(-1)
-            for largest in (True, False)
-        )
-    whole = width // group * group
-    # Separate max and min passes: torch.aminmax over short rows is ~2x slower than both.
-    grouped = band[..., :whole].unflatten(-1, (-1, group))
-    low, high = grouped.amin(-1), grouped.amax(-1)
-    if whole < width:
-        tail = band[..., whole:]
-        low = torch.cat([low, tail.amin(-1, keepdim=True)], -1)
-        high = torch.cat([high, tail.amax(-1, keepdim=True)], -1)
-    within = torch.arange(group, device=band.device)
-    sums = []
-    for heads, largest in ((high, True), (low, False)):
-        chosen = heads.topk(count, -1, largest=largest, sorted=False).indices
-        index = (chosen.unsqueeze(-1) * group + within).flatten(-2)
-        members = band.gather(-1, index.clamp(max=width - 1))
-        members = members.masked_fill(index >= width, -math.inf if largest else math.inf)
-        sums.append(members.topk(count, -1, largest=largest, sorted=False).values.sum(-1))
-    return sums[0], sums[1]
+    if band.device.type == "cpu" and not band.requires_grad:
+        return torch.from_numpy(np.sort(band.numpy(), axis=-1))
+    return band.sort(-1).values
 
 
 class SpectralContrast(nn.Module):
@@ -288,9 +251,15 @@ class SpectralContrast(nn.Module):
     def forward(self, magnitude: Tensor) -> Tensor:
         peaks, valleys = [], []
         for first, end, count in self.bands:
-            largest, smallest = _extreme_sums(magnitude[..., first:end], count)
-            peaks.append(largest / count)
-            valleys.append(smallest / count)
+            band = magnitude[..., first:end]
+            if count == 1:
+                peaks.append(band.amax(-1))
+                valleys.append(band.amin(-1))
+                continue
+            # librosa sorts each band and averages its `count` smallest and largest.
+            ordered = _sorted_rows(band)
+            peaks.append(ordered[..., -count:].sum(-1) / count)
+            valleys.append(ordered[..., :count].sum(-1) / count)
         return self.to_db(torch.stack(peaks, -1)) - self.to_db(torch.stack(valleys, -1))
 
 
