@@ -262,3 +262,30 @@ def test_a_value_far_outside_the_range_seen_is_a_record_from_the_start() -> None
     assert views.score_one(50.0) > 0.99
     resumed = RobustViews.from_state(json.loads(json.dumps(views.state())))
     assert (resumed.low, resumed.high) == (0.0, 50.0)
+
+
+def test_after_an_alarm_even_stronger_evidence_stays_quiet_for_a_while() -> None:
+    d = SeriesDetector()
+    calm = [d.score_one(math.sin(i / 5), 60.0 * i) for i in range(1500)]
+    assert max(calm[1200:]) < d.config.alarm_level
+    alarm = d.score_one(5.0, 90_000.0)
+    assert alarm >= d.config.alarm_level
+    louder = d.score_one(50.0, 90_060.0)  # far beyond the first: still the same incident
+    assert louder < d.config.alarm_level
+    for k in range(2, d.config.alarm_quiet + 1):
+        d.score_one(math.sin(k / 5), 90_000.0 + 60.0 * k)
+    assert d.score_one(500.0, 99_000.0) >= d.config.alarm_level  # the quiet is over
+
+
+def test_a_version_4_state_resumes_with_no_alarm_pending() -> None:
+    series = daily(30, seed=9)
+    first = SeriesDetector()
+    timed_scores(series[:400], first)
+    old = json.loads(json.dumps(first.state()))
+    old["version"] = 4
+    del old["last_loud"]
+    resumed = SeriesDetector.from_state(old)
+    assert resumed.seen == 400 and resumed.last_loud < 0
+    assert timed_scores(series[400:], resumed, start=400) == timed_scores(
+        series[400:], first, start=400
+    )
