@@ -733,6 +733,42 @@ async def test_dotted_projection_nests(db: AsyncDatabase[Document], db_server: S
     assert whole == {"sound": {"version": 1, "embedding": [0.5]}}
 
 
+async def test_set_of_a_date_on_an_existing_document(
+    db: AsyncDatabase[Document], db_server: Server
+) -> None:
+    """Deviation p: `$set` of a top-level date on an existing document stores text on the
+    emulator; `$currentDate` (the product's own timestamps: storage/models.py, catalog.py,
+    listening.py), dates set while an upsert inserts, and nested dates stay dates."""
+    at = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+    await db.d.insert_one({"_id": 1, "n": 0})
+    await db.d.update_one({"_id": 1}, {"$set": {"when": at, "nested": {"when": at}}})
+    await db.d.update_one({"_id": 1}, {"$currentDate": {"stamped": True}})
+    await db.d.update_one({"_id": 2}, {"$set": {"when": at}}, upsert=True)
+    one, two = await db.d.find({}).sort("_id", 1).to_list()
+    assert one["when"] == db_server.expect(mongodb=at, nx_27017="2024-05-06 07:08:09.123000")
+    assert one["nested"] == {"when": at} and two["when"] == at
+    assert isinstance(one["stamped"], datetime)
+    assert abs(one["stamped"] - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+async def test_date_range_beside_another_condition(
+    db: AsyncDatabase[Document], db_server: Server
+) -> None:
+    """Deviation p, continued: a date range on a `$currentDate` field finds the document
+    alone, and nothing beside another condition on the emulator; the training sweep
+    (storage/models.py `fail_silent`) reads unfinished jobs by status and judges the date
+    in Python."""
+    await db.j.insert_one({"_id": 1, "status": "running"})
+    await db.j.update_one({"_id": 1}, {"$currentDate": {"updated_at": True}})
+    later = datetime.now(UTC) + timedelta(hours=1)
+    alone = await db.j.find({"updated_at": {"$lt": later}}).to_list()
+    beside = await db.j.find(
+        {"status": {"$in": ["running"]}, "updated_at": {"$lt": later}}
+    ).to_list()
+    assert [d["_id"] for d in alone] == [1]
+    assert [d["_id"] for d in beside] == db_server.expect(mongodb=[1], nx_27017=[])
+
+
 # --- Monitoring: metric points and series (works on both) ---------------------------------
 
 

@@ -265,6 +265,18 @@ async def test_updates_keep_the_listen_count(api: Api, tenant: SeededTenant) -> 
     assert got == {"title": "Twice", "durationMs": 99_000, "listenCount": track.listen_count + 3}
 
 
+async def test_an_update_changes_the_release_date(api: Api, tenant: SeededTenant) -> None:
+    """The date an update writes reads back as that date (docs/mongodb-compat.md p)."""
+    track = most_played(tenant)
+    for released in ("2019-03-01T10:00:00Z", "2021-07-15T00:30:00Z"):
+        item = {"id": track.id, "title": track.title, "artistId": track.artist_id,
+                "durationMs": track.duration_ms, "releasedAt": released}  # fmt: skip
+        payload = await mutate(api, tenant.admin, "upsertTracks", [item])
+        assert payload["tracks"][0]["releasedAt"] == released.replace("Z", "+00:00")
+    got = await read(api, tenant.viewer, "track", track.id, "releasedAt")
+    assert got == {"releasedAt": "2021-07-15T00:30:00+00:00"}
+
+
 # upsertListeners
 
 

@@ -24,6 +24,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 
 from tunelytics import metrics
 from tunelytics.config import Settings
+from tunelytics.domain.models import Job
 from tunelytics.pubsub import Broadcaster, RedisBroadcaster, create_broadcaster
 from tunelytics.resolvers.context import Context, Services
 from tunelytics.resolvers.ratelimit import RequestLimiter
@@ -281,8 +282,17 @@ def create_app(
         await broadcaster.start()
         assert services.models and services.training
         await services.models.start()
+        training = services.training
+
+        async def retrain_demo(expired: list[Job]) -> None:
+            # A demo model whose training a restart cut off is trained again.
+            if train_demo and any(job.tenant_id == settings.demo_tenant for job in expired):
+                await prepare_demo(training, settings.demo_tenant)
+
         if train_demo:
-            await prepare_demo(services.training, settings.demo_tenant)
+            await prepare_demo(training, settings.demo_tenant)
+        # Its first pass runs now: jobs a previous run of the server left behind.
+        sweep = asyncio.create_task(training.sweep(retrain_demo), name="training-sweep")
         await monitoring.start()
         log.info(
             "tunelytics ready",
@@ -291,6 +301,7 @@ def create_app(
         try:
             yield
         finally:
+            sweep.cancel()
             await indexes.stop()
             if services.training and services.models:
                 await services.training.stop()

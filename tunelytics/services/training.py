@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tunelytics.domain.models import (
@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 MODELS_CHANNEL = "models:activations"
 # Progress reaches the job document and subscribers at most this often.
 PROGRESS_INTERVAL_S = 0.1
+# A running job's document is touched this often, so a job whose process died (killed,
+# out of memory, the machine gone) is told from a slow one: silent for JOB_SILENT_AFTER,
+# the sweep fails it and its version, instead of "still training" forever.
+HEARTBEAT_S = 15.0
+JOB_SILENT_AFTER = timedelta(seconds=90)
+SWEEP_EVERY_S = 60.0
 AnyTrainer = Trainer[Any, Any, Storage]
 Observer = Callable[[Job], None]
 
@@ -236,6 +242,7 @@ class TrainingService:
                 observe(job)
 
         pump = _ProgressPump(lambda f, m: report(0.1 + 0.8 * f, m))
+        heartbeat = asyncio.create_task(self._heartbeat(job), name=f"heartbeat-{job.id}")
         try:
             version = await self.storage.models.next_version(tenant, job.kind)
             await self.storage.models.insert(
@@ -307,7 +314,52 @@ class TrainingService:
                 log.exception("training failed", extra={"tenant": tenant, "job": job.id})
                 message = f"training failed: {type(error).__name__}: {error}"
             await self._fail(job, version, message, report)
+        finally:
+            heartbeat.cancel()
         return job
+
+    async def _heartbeat(self, job: Job) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            with contextlib.suppress(Exception):  # a missed beat is retried, not fatal
+                await self.storage.jobs.update(job.tenant_id, job.id)
+
+    async def expire_silent(self, now: datetime | None = None) -> list[Job]:
+        """Fail the jobs (of any tenant, on any replica) whose process stopped reporting,
+        and their versions; subscribers get the failure. Returns the jobs it failed."""
+        before = (now or datetime.now(UTC)) - JOB_SILENT_AFTER
+        message = "interrupted: the process running it stopped; train again"
+        expired = await self.storage.jobs.fail_silent(before, message)
+        for job in expired:
+            if job.model_version is not None:
+                found = await self.storage.models.get(job.tenant_id, job.kind, job.model_version)
+                if found is not None and found.status == ModelStatus.TRAINING:
+                    await self.storage.models.update(
+                        job.tenant_id,
+                        job.kind,
+                        job.model_version,
+                        status=ModelStatus.FAILED,
+                        error=message,
+                    )
+            await self.broadcaster.publish(job_channel(job.tenant_id, job.id), job_event(job))
+            log.warning(
+                "failed a silent training job",
+                extra={"tenant": job.tenant_id, "job": job.id, "kind": job.kind.value},
+            )
+        return expired
+
+    async def sweep(self, on_expired: Callable[[list[Job]], Awaitable[None]] | None = None) -> None:
+        """expire_silent every SWEEP_EVERY_S, for as long as the server runs."""
+        while True:
+            try:
+                expired = await self.expire_silent()
+                if expired and on_expired is not None:
+                    await on_expired(expired)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the training job sweep failed; retrying")
+            await asyncio.sleep(SWEEP_EVERY_S)
 
     async def _fail(
         self,

@@ -12,6 +12,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from tunelytics.domain.catalog import Artist, Track, TrackFilter
 from tunelytics.domain.paging import Order, Page, Position
+from tunelytics.storage.dates import stored_datetime
 from tunelytics.storage.keyset import keyset_page
 from tunelytics.storage.scope import API_FIELDS, document_key, insert_new, keyed, tenant_scope
 
@@ -31,7 +32,7 @@ def _track(doc: Document) -> Track:
         artist_id=doc["artist_id"],
         duration_ms=doc["duration_ms"],
         genres=doc.get("genres", []),
-        released_at=doc.get("released_at"),
+        released_at=stored_datetime(doc.get("released_at")),
         listen_count=doc.get("listen_count", 0),
     )
 
@@ -68,8 +69,9 @@ class ArtistRepository:
                             "name": a.name,
                             "genres": a.genres,
                             "country": a.country,
-                            "updated_at": now,
                         },
+                        # A date on both servers ($set of one: compat p).
+                        "$currentDate": {"updated_at": True},
                         "$setOnInsert": {"tenant_id": tenant_id, "id": a.id, "created_at": now},
                     },
                     upsert=True,
@@ -142,8 +144,9 @@ class TrackRepository:
                             "duration_ms": t.duration_ms,
                             "genres": t.genres,
                             "released_at": t.released_at,
-                            "updated_at": now,
                         },
+                        # A date on both servers ($set of one: compat p).
+                        "$currentDate": {"updated_at": True},
                         "$setOnInsert": {
                             "tenant_id": tenant_id,
                             "id": t.id,

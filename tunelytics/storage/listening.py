@@ -80,7 +80,9 @@ class ListenerRepository:
                 UpdateOne(
                     {"_id": document_key(tenant_id, li.id)},
                     {
-                        "$set": {"country": li.country, "plan": li.plan, "updated_at": now},
+                        "$set": {"country": li.country, "plan": li.plan},
+                        # A date on both servers ($set of one: compat p).
+                        "$currentDate": {"updated_at": True},
                         "$setOnInsert": {
                             "tenant_id": tenant_id,
                             "id": li.id,

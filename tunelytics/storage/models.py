@@ -27,6 +27,7 @@ from tunelytics.domain.models import (
     ModelStatus,
     ModelVersion,
 )
+from tunelytics.storage.dates import stored_datetime
 from tunelytics.storage.scope import document_key, tenant_scope
 
 Document = dict[str, Any]
@@ -56,7 +57,7 @@ def _version(doc: Document) -> ModelVersion:
         timings=doc.get("timings") or {},
         artifact_id=doc.get("artifact_id"),
         artifact_bytes=doc.get("artifact_bytes", 0),
-        activated_at=doc.get("activated_at"),
+        activated_at=stored_datetime(doc.get("activated_at")),
         error=doc.get("error"),
     )
 
@@ -124,8 +125,13 @@ class ModelRepository:
 
     async def activate(self, tenant_id: str, kind: ModelKind, version: int) -> datetime:
         """Mark `version` active and the previously active ones retired (kept for rollback)."""
-        now = datetime.now(UTC)
-        await self.update(tenant_id, kind, version, status=ModelStatus.ACTIVE, activated_at=now)
+        key = {"_id": document_key(tenant_id, f"{kind.value}:{version}"), **tenant_scope(tenant_id)}
+        activated = await self.collection.find_one_and_update(
+            key,
+            {"$set": {"status": ModelStatus.ACTIVE.value}, "$currentDate": {"activated_at": True}},
+            return_document=ReturnDocument.AFTER,
+        )
+        now = stored_datetime((activated or {}).get("activated_at")) or datetime.now(UTC)
         await self.collection.update_many(
             tenant_scope(
                 tenant_id,
@@ -136,6 +142,9 @@ class ModelRepository:
             {"$set": {"status": ModelStatus.RETIRED.value}},
         )
         return now
+
+
+UNFINISHED = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
 
 
 def _job(doc: Document) -> Job:
@@ -151,7 +160,7 @@ def _job(doc: Document) -> Job:
         model_version=doc.get("model_version"),
         activate=doc.get("activate", False),
         error=doc.get("error"),
-        updated_at=doc.get("updated_at"),
+        updated_at=stored_datetime(doc.get("updated_at")),
     )
 
 
@@ -182,7 +191,13 @@ class JobRepository:
             message="queued",
             updated_at=now,
         )
-        doc = {**asdict(job), "_id": oid, "kind": kind.value, "status": job.status.value}
+        doc = {
+            **asdict(job),
+            "_id": oid,
+            "kind": kind.value,
+            "status": job.status.value,
+            "revision": 0,
+        }
         del doc["id"]
         await self.collection.insert_one(doc)
         return job
@@ -192,8 +207,11 @@ class JobRepository:
         if oid is None:
             return
         changes = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in fields.items()}
-        changes["updated_at"] = datetime.now(UTC)
-        await self.collection.update_one({"_id": oid, **tenant_scope(tenant_id)}, {"$set": changes})
+        # The server's clock, and a date on both servers ($set of a date: compat p).
+        update: Document = {"$inc": {"revision": 1}, "$currentDate": {"updated_at": True}}
+        if changes:
+            update["$set"] = changes
+        await self.collection.update_one({"_id": oid, **tenant_scope(tenant_id)}, update)
 
     async def get(self, tenant_id: str, job_id: str) -> Job | None:
         oid = _object_id(job_id)
@@ -201,6 +219,46 @@ class JobRepository:
             return None
         doc = await self.collection.find_one({"_id": oid, **tenant_scope(tenant_id)})
         return _job(doc) if doc else None
+
+    async def fail_silent(self, before: datetime, message: str) -> list[Job]:
+        """Fail the unfinished jobs of every tenant not updated since `before` (their
+        process died) and return them: a maintenance write, for the sweep in
+        services/training.py. A job updated meanwhile (its process is alive after all, or
+        another replica's sweep got it) is left as it is: the update is conditional on the
+        job's revision, which every update bumps."""
+        # Silence is judged here, not in the filter: a date range beside other conditions
+        # matches nothing on nx-27017 (docs/mongodb-compat.md p). Few jobs are unfinished.
+        unfinished = await self.collection.find(
+            {"status": {"$in": UNFINISHED}}, {"_id": 1, "updated_at": 1, "revision": 1}
+        ).to_list()
+        failed: list[Job] = []
+        for doc in unfinished:
+            heard = stored_datetime(doc.get("updated_at"))
+            if heard is not None and heard >= before:
+                continue
+            found = await self.collection.find_one_and_update(
+                {
+                    "_id": doc["_id"],
+                    "status": {"$in": UNFINISHED},
+                    # Jobs written before revisions have none: {$in: [None]} (compat l).
+                    "revision": {"$in": [None]}
+                    if doc.get("revision") is None
+                    else {"$eq": doc["revision"]},
+                },
+                {
+                    "$set": {
+                        "status": JobStatus.FAILED.value,
+                        "error": message,
+                        "message": message,
+                    },
+                    "$inc": {"revision": 1},
+                    "$currentDate": {"updated_at": True},
+                },
+                return_document=ReturnDocument.AFTER,
+            )
+            if found is not None:
+                failed.append(_job(found))
+        return failed
 
 
 class ArtifactStore:
