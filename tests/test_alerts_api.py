@@ -273,6 +273,10 @@ async def test_the_demo_series_come_with_alerts_from_the_start(
     # The planted bad deploy: the error rate is over 5% now, a critical alert fires.
     assert any(n["seriesName"] == "error_rate_percent" and n["severity"] == "CRITICAL"
                for n in nodes)  # fmt: skip
+    # The planted CPU leak on web-1: a predictive alert, from the forecast rule, fires now.
+    predicted = {"name": "alertname", "value": "CPU heading for saturation"}
+    web_1 = {"name": "host", "value": "web-1"}
+    assert [web_1 in n["labels"] for n in nodes if predicted in n["labels"]] == [True], nodes
     resolved = await api.data(
         ALERTS, {"filter": {"status": ["RESOLVED"]}, "first": 50}, tenant.viewer
     )

@@ -76,6 +76,13 @@ async def seed_monitoring(
             progress(len(chunk))
     await pipeline.monitoring.flush(everything=True)
     await pipeline.monitoring.release_all()
+    # Ingestion forecasts a series at most every few minutes of wall time, so during
+    # seeding only from its first hours: after the last of those passes, one on the whole
+    # history (a fresh service, as a starting server's periodic check), so the predictive
+    # alert on web-1's CPU climb is there at once.
+    if (pending := pipeline.alerts.forecasting.get(tenant_id)) is not None:
+        await pending
+    await build_pipeline(storage.db, LocalBroadcaster()).alerts.check_forecasts(tenant_id)
     return stored
 
 

@@ -18,6 +18,12 @@ from typing import Any
 
 STEP_MS = 5 * 60 * 1000
 DAY_MS = 86_400_000
+# web-1's leak: CPU climbs from 40% to 86% over the last 4 hours. Steep enough that the
+# forecast rule's 80% upper bound crosses 90% within the hour at any time of day the demo
+# is seeded (93.6% at the least over a day of seeding times), low enough that no point
+# passes the 90% threshold rule.
+CPU_LEAK_HOURS = 4.0
+CPU_LEAK_FROM, CPU_LEAK_TO = 40.0, 86.0  # percent
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,12 @@ def demo_series(end_ms: int, days: int = 3, seed: int = 7) -> list[DemoSeries]:
             value = 35 + 25 * _daily(t) + rng.gauss(0, 3)
             if host == "web-2" and 30 <= ago[t] < 31:  # a runaway job yesterday
                 value = 96 + rng.gauss(0, 1)
+            if host == "web-1" and ago[t] < CPU_LEAK_HOURS:
+                # A leak: CPU climbs steadily to just under saturation and is heading past
+                # it within the hour, so the demo shows a predictive (forecast rule) alert
+                # firing before the threshold rule could.
+                leak = CPU_LEAK_FROM + (CPU_LEAK_TO - CPU_LEAK_FROM) * (1 - ago[t] / CPU_LEAK_HOURS)
+                value = max(value, leak + rng.gauss(0, 1.0))
             values.append(round(min(max(value, 0.0), 100.0), 2))
         out.append(DemoSeries("cpu_percent", (("host", host), ("service", "api")), times, values))
     return out
