@@ -179,3 +179,63 @@ async def test_the_service_resolves_when_new_points_stop_the_forecast_crossing(
     await alerts.check_forecasts(tenant.id)
     (again,) = [a for a in await alerts.repo.open_alerts(tenant.id) if a.rule_id == rule.id]
     assert again.id != alert.id and again.fingerprint == alert.fingerprint
+
+
+async def test_forecast_rules_on_business_series(storage: Any) -> None:
+    """Rules on the series the product derives from listens (streams per hour of the
+    tenant or an artist): a level the daily peak reaches fires, one far above it does
+    not, an unknown artist says nothing, and each tenant's rule counts its own listens."""
+    from collections import Counter
+
+    from tunelytics.domain.demo import DemoSize
+    from tunelytics.domain.monitoring.alerting import AlertState, Rule
+    from tunelytics.pubsub import LocalBroadcaster
+    from tunelytics.seeding import seed_demo
+    from tunelytics.services.pipeline import build_pipeline
+
+    size = DemoSize(artists=4, tracks=30, listeners=40, listens=6_000, days=28)
+    busy, quiet = (f"t-{uuid.uuid4().hex[:10]}" for _ in range(2))
+    demo = await seed_demo(storage, busy, name=busy, size=size, seed=8)
+    await seed_demo(storage, quiet, name=quiet, size=DemoSize(4, 30, 40, 600, 28), seed=9)
+    hourly = Counter(li.played_at.replace(minute=0, second=0, microsecond=0) for li in demo.listens)
+    peak, typical = max(hourly.values()), float(np.median(list(hourly.values())))
+    artist = demo.artists[0].id
+
+    def rule(tenant: str, name: str, selector: str, threshold: float) -> Rule:
+        data = {"name": name, "kind": "forecast", "selector": selector, "op": ">",
+                "threshold": threshold, "horizon": "24h", "forecastOn": "mean",
+                "every": "1m", "severity": "warning"}  # fmt: skip
+        return Rule.from_input(tenant, data, rule_id=f"rule-{uuid.uuid4().hex[:8]}")
+
+    rules = {
+        "busy hours": rule(busy, "busy hours", "tunelytics_streams_per_hour", typical),
+        "record hours": rule(busy, "record", "tunelytics_streams_per_hour", 3.0 * peak),
+        "artist": rule(
+            busy, "artist", f'tunelytics_artist_streams_per_hour{{artist="{artist}"}}', 0.5
+        ),
+        "nobody": rule(busy, "nobody", 'tunelytics_artist_streams_per_hour{artist="ar-none"}', 0.5),
+        # The same level in the quiet tenant: its own, ten times fewer, listens.
+        "quiet": rule(quiet, "quiet", "tunelytics_streams_per_hour", typical),
+    }
+    pipeline = build_pipeline(storage.db, LocalBroadcaster())
+    alerts = pipeline.alerts
+    for r in rules.values():
+        r.updated_at = datetime.now(UTC)
+        await alerts.repo.save_rule(r.tenant_id, r)
+    await alerts.check_forecasts(busy)
+    await alerts.check_forecasts(quiet)
+
+    fired = {
+        a.rule_id: a
+        for t in (busy, quiet)
+        for a in await alerts.repo.open_alerts(t)
+        if a.state is AlertState.FIRING
+    }
+    assert rules["busy hours"].id in fired and rules["artist"].id in fired, fired
+    assert rules["record hours"].id not in fired and rules["nobody"].id not in fired
+    assert rules["quiet"].id not in fired
+    tenant_alert, artist_alert = fired[rules["busy hours"].id], fired[rules["artist"].id]
+    assert tenant_alert.series_id == "tunelytics_streams_per_hour:tenant"
+    assert tenant_alert.tenant_id == busy and "forecast_crossing_at" in tenant_alert.annotations
+    assert artist_alert.series_id == f"tunelytics_artist_streams_per_hour:artist:{artist}"
+    assert artist_alert.labels.get("artist") == artist

@@ -36,12 +36,20 @@ from tunelytics.domain.monitoring.alerting import (
     SeriesPresence,
     SeriesSample,
 )
-from tunelytics.domain.monitoring.alerting.forecasting import forecast_for_rules
+from tunelytics.domain.monitoring.alerting.forecasting import (
+    BusinessTarget,
+    business_targets,
+    forecast_for_rules,
+)
+from tunelytics.domain.predict.errors import NotEnoughData
+from tunelytics.domain.predict.series import RegularSeries
 from tunelytics.pubsub import Broadcaster
+from tunelytics.services.forecasting import listen_series
 from tunelytics.services.monitoring import Sample
 from tunelytics.services.webhooks import Delivery, WebhookSender
 from tunelytics.storage.alerts import AlertRepository
 from tunelytics.storage.monitoring import SeriesRepository, monitoring_store
+from tunelytics.storage.predictions import ListenSeriesRepository
 
 log = logging.getLogger(__name__)
 # Points a forecast rule reads per series (the newest, within the rule's history).
@@ -270,17 +278,32 @@ class AlertService:
             )
             times = [datetime.fromtimestamp(p.at_ms / 1000, UTC) for p in points]
             values = [p.value for p in points]
-            # CPU-bound (a backtest of several models): off the event loop.
-            found = await asyncio.to_thread(
-                forecast_for_rules, rules, series.id, series.name, labels, times, values
+            found = await self._forecast(
+                tenant_id, rules, series.id, series.name, labels, last_ms, times, values
             )
-            if found is not None:  # too little history: tried again with the next points
+            if found is not None:
                 forecasts.append(found)
-                self.forecasted[(tenant_id, series.id)] = (
-                    time.monotonic(),
-                    last_ms,
-                    _signature(rules),
-                )
+        for target in business_targets(engine.rules.values()):
+            rules = engine.forecast_rules(target.series_id, target.name, target.labels)
+            counted = await self._business_series(tenant_id, target) if rules else None
+            if counted is None:
+                continue
+            last_ms = int(counted.at(len(counted) - 1).timestamp() * 1000)
+            if not self._due(tenant_id, target.series_id, last_ms, rules):
+                continue
+            times = [counted.at(i) for i in range(len(counted))]
+            found = await self._forecast(
+                tenant_id,
+                rules,
+                target.series_id,
+                target.name,
+                target.labels,
+                last_ms,
+                times,
+                counted.values.tolist(),
+            )
+            if found is not None:
+                forecasts.append(found)
         if not forecasts:
             return
         async with self.lock(tenant_id):
@@ -292,6 +315,43 @@ class AlertService:
                 _now(),
             )
             await self.apply(tenant_id, evaluation)
+
+    async def _forecast(
+        self,
+        tenant_id: str,
+        rules: list[Rule],
+        series_id: str,
+        name: str,
+        labels: dict[str, str],
+        last_ms: int,
+        times: list[datetime],
+        values: list[float],
+    ) -> SeriesForecast | None:
+        # CPU-bound (a backtest of several models): off the event loop.
+        found = await asyncio.to_thread(
+            forecast_for_rules, rules, series_id, name, labels, times, values
+        )
+        if found is not None:  # None: too little history; tried again with the next points
+            self.forecasted[(tenant_id, series_id)] = (time.monotonic(), last_ms, _signature(rules))
+        return found
+
+    async def _business_series(
+        self, tenant_id: str, target: BusinessTarget
+    ) -> RegularSeries | None:
+        """The derived series a rule names, from the tenant's listens; None without any."""
+        repo = ListenSeriesRepository(self.repo.db)
+        ref = target.ref
+        track_ids = (
+            [ref.track_id]
+            if ref.track_id is not None
+            else await repo.track_ids_of_artist(tenant_id, ref.artist_id)
+            if ref.artist_id is not None
+            else None
+        )
+        try:
+            return await listen_series(repo, tenant_id, ref, track_ids)
+        except NotEnoughData:
+            return None
 
     def _due(self, tenant_id: str, series_id: str, last_ms: int, rules: list[Rule]) -> bool:
         last = self.forecasted.get((tenant_id, series_id))

@@ -20,9 +20,11 @@ from tunelytics.domain.predict.business import (
     Prediction,
     SeriesKind,
     SeriesRef,
+    bucket_start,
     counted_series,
 )
 from tunelytics.domain.predict.forecast import Forecast, forecast_regular
+from tunelytics.domain.predict.series import RegularSeries
 from tunelytics.storage import Storage
 from tunelytics.storage.predictions import ListenSeriesRepository, PredictionRepository
 
@@ -48,15 +50,29 @@ async def forecast_listens(
 ) -> Forecast:
     """Forecast streams or active listeners counted from the tenant's listens (of
     `track_ids` when given: an artist's or one track's). Raises NotEnoughData."""
-    assert ref.kind is not SeriesKind.METRIC
-    step = STEP[ref.kind]
-    since = datetime.now(UTC) - HISTORY[ref.kind]
-    repo = ListenSeriesRepository(storage.db)
-    count = repo.streams if ref.kind is SeriesKind.STREAMS else repo.active_listeners
-    counts = await count(tenant_id, step, since, track_ids) if track_ids != [] else {}
-    series = counted_series(counts, step)
+    series = await listen_series(ListenSeriesRepository(storage.db), tenant_id, ref, track_ids)
     # CPU-bound for up to a few hundred ms: off the event loop.
     return await asyncio.to_thread(forecast_regular, series, horizon, levels)
+
+
+async def listen_series(
+    repo: ListenSeriesRepository,
+    tenant_id: str,
+    ref: SeriesRef,
+    track_ids: list[str] | None,
+    now: datetime | None = None,
+) -> RegularSeries:
+    """Streams or active listeners counted from the tenant's listens (of `track_ids`
+    when given), up to the newest bucket with a listen but never the one in progress,
+    which would read as a drop. Quiet hours after the newest listen are not counted as
+    zeros: listens often arrive late, in batches. Raises NotEnoughData without any."""
+    assert ref.kind is not SeriesKind.METRIC
+    step = STEP[ref.kind]
+    current = bucket_start(now or datetime.now(UTC), step)
+    count = repo.streams if ref.kind is SeriesKind.STREAMS else repo.active_listeners
+    since = current - HISTORY[ref.kind]
+    counts = await count(tenant_id, step, since, track_ids) if track_ids != [] else {}
+    return counted_series({at: n for at, n in counts.items() if at < current}, step)
 
 
 async def store_forecast(

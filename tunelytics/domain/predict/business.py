@@ -75,6 +75,12 @@ class Prediction:
     created_at: datetime
 
 
+def bucket_start(at: datetime, step: timedelta) -> datetime:
+    """The start of the (UTC, epoch-aligned) bucket holding `at`: the hour or the day."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + (at - epoch) // step * step
+
+
 def counted_series(counts: dict[datetime, int], step: timedelta) -> RegularSeries:
     """Counts per bucket start on a full grid from the first to the last bucket."""
     if not counts:

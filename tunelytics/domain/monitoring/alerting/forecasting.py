@@ -17,14 +17,80 @@ backtest, intervals calibrated on it).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from tunelytics.domain.monitoring.alerting.model import RuleKind, SeriesForecast
 from tunelytics.domain.monitoring.alerting.rules import Rule
+from tunelytics.domain.predict.business import SeriesKind, SeriesRef
 from tunelytics.domain.predict.errors import NotEnoughData
 from tunelytics.domain.predict.forecast import forecast_regular
 from tunelytics.domain.predict.series import regular
+
+# Series the product derives from listens, as forecast rules name them: the tenant's
+# streams per hour and active listeners per day, and one artist's or track's streams per
+# hour, named by an equality matcher (`tunelytics_artist_streams_per_hour{artist="a1"}`).
+# One name per scope, so a tenant-wide rule never matches an artist's series.
+TENANT_SERIES = {
+    "tunelytics_streams_per_hour": SeriesKind.STREAMS,
+    "tunelytics_active_listeners_per_day": SeriesKind.ACTIVE_LISTENERS,
+}
+ARTIST_STREAMS, TRACK_STREAMS = (
+    "tunelytics_artist_streams_per_hour",
+    "tunelytics_track_streams_per_hour",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessTarget:
+    """A derived series a forecast rule names: what to count, and how the rule sees it."""
+
+    ref: SeriesRef
+    name: str
+    labels: dict[str, str]
+
+    @property
+    def series_id(self) -> str:
+        return f"{self.name}:{self.ref.subject}"
+
+
+def business_target(rule: Rule) -> BusinessTarget | None:
+    """The derived series a forecast rule names; None for a metric rule, or an artist or
+    track series without the equality matcher that says which.
+
+    >>> rule = Rule.from_input("t1", {"name": "streams dropping", "kind": "forecast",
+    ...     "selector": 'tunelytics_artist_streams_per_hour{artist="ar-7"}', "op": "<",
+    ...     "threshold": 10, "horizon": "12h"})
+    >>> target = business_target(rule)
+    >>> target.series_id, target.labels
+    ('tunelytics_artist_streams_per_hour:artist:ar-7', {'artist': 'ar-7'})
+    """
+    name = rule.selector.name or ""
+    if rule.kind is not RuleKind.FORECAST:
+        return None
+    if name in TENANT_SERIES:
+        return BusinessTarget(SeriesRef(TENANT_SERIES[name]), name, {})
+    equal = {m.label: m.value for m in rule.selector.matchers if m.op == "="}
+    if name == ARTIST_STREAMS and "artist" in equal:
+        artist = equal["artist"]
+        return BusinessTarget(
+            SeriesRef(SeriesKind.STREAMS, artist_id=artist), name, {"artist": artist}
+        )
+    if name == TRACK_STREAMS and "track" in equal:
+        track = equal["track"]
+        return BusinessTarget(SeriesRef(SeriesKind.STREAMS, track_id=track), name, {"track": track})
+    return None
+
+
+def business_targets(rules: Iterable[Rule]) -> list[BusinessTarget]:
+    """The derived series the rules name, each once."""
+    found: dict[str, BusinessTarget] = {}
+    for rule in rules:
+        if (target := business_target(rule)) is not None:
+            found.setdefault(target.series_id, target)
+    return list(found.values())
+
 
 # Steps past this are not forecast (a horizon of days on a 10-second series): the
 # forecaster's history cap could not support them anyway.
