@@ -283,21 +283,29 @@ class FrameEnergy(nn.Module):
     """Waveform -> RMS (zero-padded frames) and zero-crossing rate (edge-padded frames),
     each (batch, frames), librosa's framing.
 
-    A frame is `frame_length // hop_length` whole hops, so both are sums over hop-long
-    blocks (one pass over the samples), added up per frame: no 4x-overlapping windows.
+    A frame is `frame_length // hop_length` whole hops and its centring pad whole hops
+    too, so both are sums over the signal's hop-long blocks (one pass over the samples,
+    no padded copy of it), padded by zero blocks and added up per frame: no
+    4x-overlapping windows.
     """
 
     def __init__(self, frame_length: int = 2048, hop_length: int = 512) -> None:
         super().__init__()
-        if frame_length % hop_length:
-            raise ValueError("frame_length must be a multiple of hop_length")
+        if frame_length % (2 * hop_length):
+            raise ValueError("frame_length must be an even multiple of hop_length")
         self.frame_length, self.hop_length = frame_length, hop_length
         self.span = frame_length // hop_length
+        self.lead = self.span // 2  # the centring pad, in hops
 
-    def _frame_sums(self, padded: Tensor, frames: int) -> Tensor:
-        """(batch, >= (frames + span - 1) * hop) -> per-frame sums (batch, frames)."""
-        blocks = padded[:, : (frames + self.span - 1) * self.hop_length]
-        sums = blocks.unflatten(-1, (-1, self.hop_length)).sum(-1)
+    def _hop_blocks(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(batch, n) -> whole hops (batch, n // hop, hop) and the partial last hop."""
+        whole = x.shape[-1] // self.hop_length * self.hop_length
+        blocks = x[:, :whole].unflatten(-1, (-1, self.hop_length))
+        return blocks, (x[:, None, whole:] if whole < x.shape[-1] else None)
+
+    def _frame_sums(self, hop_sums: Tensor, frames: int) -> Tensor:
+        """Per-hop sums of the unpadded signal (batch, hops) -> per-frame sums (batch, frames)."""
+        sums = F.pad(hop_sums, (self.lead, frames + self.span - 1 - self.lead - hop_sums.shape[1]))
         # Shifted adds, not a pooling average: counts stay exact integers.
         total = sums[:, :frames]
         for shift in range(1, self.span):
@@ -305,21 +313,26 @@ class FrameEnergy(nn.Module):
         return total
 
     def forward(self, wave: Tensor) -> tuple[Tensor, Tensor]:
-        half = self.frame_length // 2
         frames = 1 + wave.shape[-1] // self.hop_length
-        squared = F.pad(wave * wave, (half, half + self.hop_length))
-        rms = torch.sqrt(self._frame_sums(squared, frames).clamp(min=0.0) / self.frame_length)
+        blocks, tail = self._hop_blocks(wave)
+        energy = torch.linalg.vecdot(blocks, blocks)
+        if tail is not None:
+            energy = torch.cat([energy, torch.linalg.vecdot(tail, tail)], -1)
+        rms = torch.sqrt(self._frame_sums(energy, frames).clamp(min=0.0) / self.frame_length)
         # librosa zeroes |x| <= 1e-10 and reads the sign bit: negative means x < -1e-10.
         negative = wave < -1e-10
-        crossing = (negative[:, 1:] != negative[:, :-1]).to(wave.dtype)
-        # Edge padding adds no crossings; crossing[i] sits between padded samples
-        # half + i and half + i + 1.
-        crossing = F.pad(crossing, (half + 1, half + self.hop_length))
+        # crossing[j]: sample j's sign differs from sample j - 1's (none at j = 0; edge
+        # padding adds none).
+        crossing = F.pad(negative[:, 1:] != negative[:, :-1], (1, 0))
+        blocks, tail = self._hop_blocks(crossing)
+        counts = blocks.sum(-1, dtype=torch.int32)
+        if tail is not None:
+            counts = torch.cat([counts, tail.sum(-1, dtype=torch.int32)], -1)
         # Within a frame the first sample has no predecessor (librosa's pad=False): its
-        # crossing belongs to the previous frame, and a frame divides by frame_length.
-        first = crossing[:, : frames * self.hop_length : self.hop_length]
-        zcr = (self._frame_sums(crossing, frames) - first) / self.frame_length
-        return rms, zcr
+        # crossing belongs to the previous frame. Frame f starts at sample (f - lead) hop.
+        first = F.pad(crossing[:, :: self.hop_length].int(), (self.lead, frames))[:, :frames]
+        counts = self._frame_sums(counts, frames) - first
+        return rms, counts.to(wave.dtype) / self.frame_length
 
 
 class OnsetStrength(nn.Module):
