@@ -147,6 +147,12 @@ class RecommenderConfig:
     repetition_weight: float = 1.0
     skip_penalty: float = 1.0
     min_completion: float = 0.3
+    # How the collaborative models (ALS, EASE) weigh that evidence: "bm25" (saturated per
+    # pair, scaled by the track's inverse listener frequency and the listener's history
+    # length; Robertson's k1 and b) or "plain" (the evidence as aggregated).
+    confidence_weighting: str = "bm25"
+    bm25_k1: float = 100.0
+    bm25_b: float = 0.8
     # Content: random-projection sizes for genres and artists.
     content_dims: int = 64
     audio_dims: int = 64

@@ -116,3 +116,32 @@ def split_holdout(
         (np.ones(int(held.sum()), np.float32), (coo.row[held], coo.col[held])), shape=shape
     )
     return Split(Interactions(positive, full.negative), valid, "random", None)
+
+
+def confidence_weighted(data: Interactions, config: RecommenderConfig) -> Interactions:
+    """BM25 weighting of the evidence (Robertson's saturation and length norm, with the
+    track's inverse listener frequency): a pair with a rarely played track says more about a
+    listener's taste than one with a track everybody plays, and a listener with thousands
+    of tracks says less per track. The collaborative models learn from these weights; with
+    ``confidence_weighting="plain"`` they see the evidence as aggregated."""
+    if config.confidence_weighting == "plain" or not data.positive.nnz:
+        return data
+    if config.confidence_weighting != "bm25":
+        raise ValueError(f"unknown confidence_weighting {config.confidence_weighting!r}")
+    n_listeners, n_tracks = data.shape
+    evidence = (data.positive + data.negative).tocsr()
+    listeners_per_track = np.bincount(evidence.indices, minlength=n_tracks)
+    idf = np.log(max(n_listeners, 2)) - np.log1p(listeners_per_track)
+    idf = np.maximum(idf, 0.05 * np.log(max(n_listeners, 2))).astype(np.float32)
+    length = np.asarray(evidence.sum(1), dtype=np.float64).ravel()
+    norm = (1.0 - config.bm25_b) + config.bm25_b * length / max(float(length.mean()), 1e-9)
+    k1 = config.bm25_k1
+
+    def weigh(matrix: sp.csr_matrix) -> sp.csr_matrix:
+        coo = matrix.tocoo()
+        values = coo.data * (k1 + 1.0) / (k1 * norm[coo.row] + coo.data) * idf[coo.col]
+        out = sp.csr_matrix((values.astype(np.float32), (coo.row, coo.col)), shape=matrix.shape)
+        out.eliminate_zeros()
+        return out
+
+    return Interactions(weigh(data.positive), weigh(data.negative))

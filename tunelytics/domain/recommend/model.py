@@ -51,6 +51,22 @@ def user_scale(users: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
     return torch.where(std > 1e-6, 1.0 / std.clamp_min(1e-6), torch.zeros_like(std))
 
 
+def _ordered_top(
+    scores: torch.Tensor, tracks: torch.Tensor, n: int, margin: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best n (score, track) per row, equal scores ordered by track index. topk alone
+    orders ties as its kernel happens to (it differs with the batch size), and tracks
+    nothing distinguishes (e.g. unplayed tracks of one genre) tie exactly; a few extra
+    candidates make a tie at the cut resolve the same way too."""
+    m = min(scores.shape[1], n + margin)
+    top_scores, at = torch.topk(scores, m, dim=1)
+    top_tracks = torch.gather(tracks, 1, at)
+    by_track = torch.argsort(top_tracks, dim=1)
+    top_scores, top_tracks = top_scores.gather(1, by_track), top_tracks.gather(1, by_track)
+    top_scores, by_score = torch.sort(top_scores, dim=1, descending=True, stable=True)
+    return top_scores[:, :n], top_tracks.gather(1, by_score)[:, :n]
+
+
 def reason_for(component: str, because: str | None) -> str:
     if because is None:
         if component == "popularity":
@@ -284,12 +300,11 @@ class Recommender:
                 row_idx = torch.repeat_interleave(torch.arange(len(histories)), lengths)
                 scan[row_idx, torch.cat([h[0] for h in histories])] = -torch.inf
         if coarse is None:
-            return torch.topk(scan, n_cand, dim=1)
+            return _ordered_top(scan, torch.arange(scan.shape[1]).expand_as(scan), n_cand)
         pool_scores, pool = torch.topk(scan, min(scan.shape[1], max(RESCORE_POOL, n_cand)), dim=1)
         exact = torch.bmm(self._items[pool], users[:, :, None]).squeeze(2)
         exact = exact.masked_fill(~torch.isfinite(pool_scores), -torch.inf)
-        top_scores, at = torch.topk(exact, n_cand, dim=1)
-        return top_scores, torch.gather(pool, 1, at)
+        return _ordered_top(exact, pool, n_cand)
 
     def _rerank(
         self,

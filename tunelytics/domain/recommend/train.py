@@ -26,6 +26,7 @@ from tunelytics.domain.recommend.data import Catalogue, ListeningHistory, Recomm
 from tunelytics.domain.recommend.interactions import (
     Interactions,
     aggregate,
+    confidence_weighted,
     listen_strength,
     split_holdout,
 )
@@ -85,11 +86,12 @@ def _fit_components(
 ) -> tuple[list[Component], EaseBasis | None]:
     comps: list[Component] = []
     basis = None
+    weighted = confidence_weighted(data, config)
     if "als" in config.components and data.positive.nnz:
         report("collaborative model (ALS)")
         comps.append(
             fit_als(
-                data,
+                weighted,
                 config.factors,
                 config.als_iterations,
                 config.als_regularization,
@@ -99,7 +101,7 @@ def _fit_components(
         )
     if "ease" in config.components and data.positive.nnz:
         report("collaborative model (EASE)")
-        basis = ease_basis(data.positive, config.ease_rank)
+        basis = ease_basis(weighted.positive, config.ease_rank)
         if len(basis.squared):
             comps.append(ease_component(basis, ease_lambda or config.ease_lambdas[0]))
         else:
