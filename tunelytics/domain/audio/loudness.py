@@ -193,7 +193,8 @@ class TruePeak(nn.Module):
     1-channel convolution is far slower on CPU). Only rows that can beat the sample peak
     are interpolated: an output is at most `gain` (the largest L1 norm of a column of the
     matrix) times the largest sample it reads, so a row whose two rows' peak times `gain`
-    is below the sample peak cannot hold the true peak. The result is exact.
+    is below the sample peak cannot hold the true peak (the same bound is applied first
+    to blocks of 4 rows). The result is exact.
     """
 
     def __init__(self, factor: int = 4, taps_per_phase: int = 16, beta: float = 8.0) -> None:
@@ -216,22 +217,46 @@ class TruePeak(nn.Module):
         # Rounded up a little so float rounding can never exclude a row that matters.
         self.gain = float(np.abs(toeplitz).sum(0).max()) * (1 + 1e-6)
         self.pad = taps_per_phase // 2
+        self.block_rows = 4
 
     def forward(self, wave: Tensor, chunk_rows: int = 16384) -> Tensor:
         batch, n = wave.shape[0], wave.shape[-1]
         flat = wave.reshape(-1, n)
-        rows = -(-(n + 1) // self.taps)
-        padded = F.pad(flat, (self.pad, (rows + 1) * self.taps - n - self.pad))
-        view = padded.view(flat.shape[0], rows + 1, self.taps)
-        row_peak = view.abs().amax(-1)
-        peak = row_peak.amax(-1)
-        reach = torch.maximum(row_peak[:, :-1], row_peak[:, 1:]) * self.gain
-        candidates = (reach >= peak.unsqueeze(-1)).nonzero()
-        head, tail = self.toeplitz[: self.taps], self.toeplitz[self.taps :]
-        for first in range(0, candidates.shape[0], chunk_rows):
-            channel, row = candidates[first : first + chunk_rows].unbind(-1)
-            up = torch.matmul(view[channel, row], head)
-            up += torch.matmul(view[channel, row + 1], tail)
-            peak = peak.scatter_reduce(0, channel, up.abs().amax(-1), reduce="amax")
+        taps, per_block = self.taps, self.block_rows
+        # Row r reads samples r * taps - pad ... + taps of the zero-padded signal and
+        # row r + 1 the next taps. The bound first per block of `per_block` rows (long
+        # rows: ~10x cheaper reductions than per row), then per row inside the blocks
+        # that can hold the peak; no padded copy of the signal.
+        size = per_block * taps
+        whole = n // size * size
+        coarse = flat[:, :whole].view(flat.shape[0], -1, size)
+        block_peak = torch.maximum(coarse.amax(-1), -coarse.amin(-1))
+        if whole < n:
+            rest = flat[:, whole:].abs().amax(-1, keepdim=True)
+            block_peak = torch.cat([block_peak, rest], -1)
+        peak = block_peak.amax(-1)
+        # Sample block b is [b size, (b + 1) size); the rows of row block b read samples
+        # [b size - pad, (b + 1) size + taps - pad): sample blocks b - 1, b and b + 1.
+        neighbours = F.pad(block_peak, (1, 2))
+        reach = torch.maximum(
+            torch.maximum(neighbours[:, :-2], neighbours[:, 1:-1]), neighbours[:, 2:]
+        )
+        rows = -(-(n + self.pad) // taps)  # rows that read a sample
+        reach = F.pad(reach, (0, -(-rows // per_block) - reach.shape[-1])) * self.gain
+        # A silent channel stays silent: no row of it can reach above zero.
+        channel, block = ((reach >= peak.unsqueeze(-1)) & (reach > 0)).nonzero().unbind(-1)
+        within = torch.arange(per_block, device=wave.device)
+        row = (block.unsqueeze(-1) * per_block + within).flatten()
+        channel = channel.repeat_interleave(per_block)
+        # Each candidate's two rows, from the unpadded signal (zero outside it).
+        index = row.unsqueeze(-1) * taps - self.pad + torch.arange(2 * taps, device=wave.device)
+        inside = (index >= 0) & (index < n)
+        samples = flat[channel.unsqueeze(-1), index.clamp(0, n - 1)] * inside
+        keep = samples.abs().amax(-1) * self.gain >= peak[channel]
+        channel, samples = channel[keep], samples[keep]
+        for first in range(0, samples.shape[0], chunk_rows):
+            part = slice(first, first + chunk_rows)
+            up = torch.matmul(samples[part], self.toeplitz).abs().amax(-1)
+            peak = peak.scatter_reduce(0, channel[part], up, reduce="amax")
         peak = peak.reshape(batch, -1).amax(-1)
         return 20.0 * torch.log10(peak.clamp(min=1e-10))
