@@ -223,24 +223,23 @@ class TruePeak(nn.Module):
         batch, n = wave.shape[0], wave.shape[-1]
         flat = wave.reshape(-1, n)
         taps, per_block = self.taps, self.block_rows
-        # Row r reads samples r * taps - pad ... + taps of the zero-padded signal and
-        # row r + 1 the next taps. The bound first per block of `per_block` rows (long
-        # rows: ~10x cheaper reductions than per row), then per row inside the blocks
-        # that can hold the peak; no padded copy of the signal.
+        # Row r reads samples r taps - pad ... r taps - pad + 2 taps of the zero-padded
+        # signal: its own row and the next. The bound first per block of `per_block`
+        # rows (long rows: ~10x cheaper reductions than per row), then per row inside the
+        # blocks that can hold the peak; no padded copy of the signal.
         size = per_block * taps
-        whole = n // size * size
-        coarse = flat[:, :whole].view(flat.shape[0], -1, size)
-        block_peak = torch.maximum(coarse.amax(-1), -coarse.amin(-1))
+        # Sample block b is [b size - pad, (b + 1) size - pad), so row block b (rows
+        # b per_block ...) reads sample block b and the first `taps` samples of b + 1.
+        lead = min(size - self.pad, n)
+        whole = lead + (n - lead) // size * size
+        coarse = flat[:, lead:whole].view(flat.shape[0], -1, size)
+        parts = [flat[:, :lead].abs().amax(-1, keepdim=True)]
+        parts.append(torch.maximum(coarse.amax(-1), -coarse.amin(-1)))
         if whole < n:
-            rest = flat[:, whole:].abs().amax(-1, keepdim=True)
-            block_peak = torch.cat([block_peak, rest], -1)
+            parts.append(flat[:, whole:].abs().amax(-1, keepdim=True))
+        block_peak = torch.cat(parts, -1)
         peak = block_peak.amax(-1)
-        # Sample block b is [b size, (b + 1) size); the rows of row block b read samples
-        # [b size - pad, (b + 1) size + taps - pad): sample blocks b - 1, b and b + 1.
-        neighbours = F.pad(block_peak, (1, 2))
-        reach = torch.maximum(
-            torch.maximum(neighbours[:, :-2], neighbours[:, 1:-1]), neighbours[:, 2:]
-        )
+        reach = torch.maximum(block_peak, F.pad(block_peak[:, 1:], (0, 1)))
         rows = -(-(n + self.pad) // taps)  # rows that read a sample
         reach = F.pad(reach, (0, -(-rows // per_block) - reach.shape[-1])) * self.gain
         # A silent channel stays silent: no row of it can reach above zero.
