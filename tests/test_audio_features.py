@@ -203,7 +203,7 @@ def test_true_peak_skips_only_rows_that_cannot_hold_the_peak() -> None:
     loud = np.clip(_music(3.0, seed=6) * 4, -1, 1)
     quiet = np.random.default_rng(8).standard_normal(3 * SR) * 0.01
     quiet[SR] = 0.5
-    for wave in (loud, quiet):
+    for wave in (loud, quiet, loud[:50], quiet[SR - 1000 : SR + 31]):
         x = torch.from_numpy(wave)[None]
         n, taps = x.shape[-1], meter.taps
         rows = -(-(n + 1) // taps)
