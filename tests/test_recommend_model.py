@@ -285,3 +285,28 @@ def test_catalogue_scale_serving_matches_the_exact_scan(
         assert all(group_of_track(r.track_id) == group_of_listener(listener) for r in recs)
         for r in recs:  # served scores are the exact hybrid scores
             assert abs(r.score - float(exact[b, int(r.track_id[1:])])) < 1e-4
+
+
+def test_bm25_weighting_favours_rare_tracks_and_short_histories() -> None:
+    import scipy.sparse as sp
+
+    from tunelytics.domain.recommend.interactions import Interactions, confidence_weighted
+
+    # Listener 0 plays t0 (everyone's track) and t1 (only theirs); listener 1 plays t0 and
+    # four more tracks; listener 2 has only t0. Listener 1 skipped t5.
+    rows = [0, 0, 1, 1, 1, 1, 1, 2]
+    cols = [0, 1, 0, 2, 3, 4, 5, 0]
+    positive = sp.csr_matrix((np.ones(8, np.float32), (rows, cols)), shape=(3, 6))
+    positive[1, 5] = 0.0
+    positive.eliminate_zeros()
+    negative = sp.csr_matrix(([1.0], ([1], [5])), shape=(3, 6), dtype=np.float32)
+    data = Interactions(positive, negative)
+    weighted = confidence_weighted(data, RecommenderConfig())
+    w = weighted.positive.toarray()
+    assert w[0, 1] > w[0, 0] > 0  # the same evidence on a rarer track weighs more
+    assert w[2, 0] > w[1, 0]  # ... and from a listener with a shorter history
+    assert weighted.negative[1, 5] > 0 and weighted.positive.nnz == positive.nnz
+    plain = confidence_weighted(data, RecommenderConfig(confidence_weighting="plain"))
+    assert (plain.positive != positive).nnz == 0
+    with pytest.raises(ValueError, match="confidence_weighting"):
+        confidence_weighted(data, RecommenderConfig(confidence_weighting="tfidf"))
