@@ -10,10 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from tunelytics.domain.monitoring import context, detector, robust, window
+from tunelytics.domain.monitoring import context, detector, robust, volatility, window
 from tunelytics.domain.monitoring.context import ContextConfig, ContextNovelty
 from tunelytics.domain.monitoring.detector import SeriesDetector
 from tunelytics.domain.monitoring.robust import RobustConfig, RobustViews
+from tunelytics.domain.monitoring.volatility import Volatility
 from tunelytics.domain.monitoring.window import SortedWindow
 
 HOUR = 3600.0
@@ -41,7 +42,7 @@ def seasonal(n: int, seed: int = 0) -> list[float]:
     return list(10 + 3 * np.sin(2 * np.pi * t / 48) + rng.normal(0, 0.3, n))
 
 
-@pytest.mark.parametrize("module", [window, context, robust, detector])
+@pytest.mark.parametrize("module", [window, context, robust, volatility, detector])
 def test_docstring_examples_run(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0
@@ -143,6 +144,17 @@ def test_context_novelty_finds_a_shape_never_seen() -> None:
     calm = [d.score_one(math.sin(i / 4)) for i in range(1000)]
     flat = [d.score_one(0.5) for _ in range(12)]  # in range, but flat for the first time
     assert max(flat) > 0.99 > max(calm[600:])
+
+
+def test_volatility_finds_a_calm_series_that_starts_to_oscillate_within_its_range() -> None:
+    rng = np.random.default_rng(11)
+    calm = [20.0 + rng.normal(0, 0.05) for _ in range(1200)]
+    calm[300::150] = [24.0] * len(calm[300::150])  # lone spikes: steps as large as the swings
+    d = Volatility()
+    before = [d.score_one(v) for v in calm]
+    swings = [d.score_one(20.0 + 3.0 * (-1) ** i) for i in range(60)]  # inside the range seen
+    assert max(swings) > 0.99 > max(before[600:])
+    assert json.loads(json.dumps(d.state())) == Volatility.from_state(d.state()).state()
 
 
 def test_causal_scores_do_not_depend_on_later_points() -> None:
@@ -283,9 +295,25 @@ def test_a_version_4_state_resumes_with_no_alarm_pending() -> None:
     timed_scores(series[:400], first)
     old = json.loads(json.dumps(first.state()))
     old["version"] = 4
-    del old["last_loud"]
+    del old["last_loud"], old["volatility"]
     resumed = SeriesDetector.from_state(old)
     assert resumed.seen == 400 and resumed.last_loud < 0
+    first.volatility = Volatility()  # what a version 4 state did not have starts afresh
+    assert timed_scores(series[400:], resumed, start=400) == timed_scores(
+        series[400:], first, start=400
+    )
+
+
+def test_a_version_5_state_resumes_with_a_fresh_volatility_detector() -> None:
+    series = daily(30, seed=10)
+    first = SeriesDetector()
+    timed_scores(series[:400], first)
+    old = json.loads(json.dumps(first.state()))
+    old["version"] = 5
+    del old["volatility"]
+    resumed = SeriesDetector.from_state(old)
+    assert resumed.seen == 400 and resumed.volatility.state() == Volatility().state()
+    first.volatility = Volatility()
     assert timed_scores(series[400:], resumed, start=400) == timed_scores(
         series[400:], first, start=400
     )
