@@ -16,13 +16,17 @@ clips are independent, and on a small box that beats intra-op threads for both.
 
 The box is shared, so the two sides are interleaved: rounds of a few clips, librosa then
 the product, then the product then librosa, so load swings hit both alike; trust the
-ratio. Figures are seconds of audio per second of wall time (x real time).
+ratio. Figures are seconds of audio per second of wall time (x real time); "others CPU %"
+is what other processes used of the whole machine meanwhile (read the absolute figures
+only where it is near 0), "load" the 1-minute load average after the row.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import resource
 import time
 import warnings
 from collections.abc import Callable
@@ -126,6 +130,22 @@ def compare(sides: Sides, batch: np.ndarray, threads: int, round_clips: int) -> 
     return librosa_s, product_s
 
 
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(wall s, busy CPU s of the whole machine, CPU s of this process)."""
+    with open("/proc/stat") as stat:
+        jiffies = [int(field) for field in stat.readline().split()[1:]]
+    idle = jiffies[3] + jiffies[4]  # idle, iowait
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    busy = (sum(jiffies[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return time.perf_counter(), busy, usage.ru_utime + usage.ru_stime
+
+
+def others_cpu_percent(before: tuple[float, ...], after: tuple[float, ...]) -> float:
+    """CPU that other processes used meanwhile, in % of the whole machine."""
+    wall, busy, own = (b - a for a, b in zip(before, after, strict=True))
+    return 100 * max(busy - own, 0.0) / (wall * (os.cpu_count() or 1))
+
+
 def stages(sides: Sides, batch: np.ndarray, seconds: float, rounds: int = 3) -> None:
     """Thread CPU time per frontend stage (one thread; CPU time, so other jobs on the
     box inflate it less than wall time): the median over `rounds` passes of the clips,
@@ -204,12 +224,14 @@ def main() -> None:
     sides = Sides()
     print(f"{args.clips} clips x {args.seconds:.0f} s at {SR} Hz, torch {torch.__version__}")
     heads = ("threads", "librosa s", "librosa xRT", "torch s", "torch xRT", "speed-up")
-    print(" ".join(f"{h:>11}" for h in heads))
+    print(" ".join(f"{h:>11}" for h in heads), "  others CPU %  load")
     for threads in args.threads:
+        before = cpu_snapshot()
         lib, tor = compare(sides, batch, threads, max(args.round, threads))
+        others = others_cpu_percent(before, cpu_snapshot())
         print(
             f"{threads:>11} {lib:>11.2f} {audio / lib:>11.0f} {tor:>11.2f} {audio / tor:>11.0f}"
-            f" {lib / tor:>10.2f}x",
+            f" {lib / tor:>10.2f}x {others:>14.0f} {os.getloadavg()[0]:>5.1f}",
             flush=True,
         )
     if args.stages:
