@@ -223,7 +223,11 @@ class SpectralShape(nn.Module):
         moments = np.stack([np.ones_like(freqs), freqs, freqs**2], 1)
         self.register_buffer("moments", as_buffer(padded_columns(moments)))
 
-    def forward(self, magnitude: Tensor, power: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(
+        self, magnitude: Tensor, power: Tensor, scratch: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """`scratch`: the caller is done with `power`, which is then floored in place
+        (one spectrogram-sized tensor fewer to allocate, fill and keep in cache)."""
         m0, m1, m2 = torch.matmul(magnitude, self.moments)[..., :3].unbind(-1)
         scale = torch.where(m0 < _tiny(m0), torch.ones_like(m0), m0)
         centroid = m1 / scale
@@ -231,7 +235,7 @@ class SpectralShape(nn.Module):
         spread = m2 / scale - 2 * centroid * m1 / scale + centroid**2 * (m0 / scale)
         bandwidth = torch.sqrt(spread.clamp(min=0.0))
         rolloff = self._rolloff(magnitude)
-        floored = torch.clamp(power, min=1e-10)
+        floored = power.clamp_(min=1e-10) if scratch else torch.clamp(power, min=1e-10)
         flatness = torch.exp(_mean_log(floored)) / floored.mean(-1)
         return centroid, bandwidth, rolloff, flatness
 
@@ -504,7 +508,9 @@ class AudioFeatures(nn.Module):
         power, magnitude = self.stft.power_and_magnitude(wave)
         log_mel = self.to_db(self.mel_scale(power))
         chroma = self.chroma(power).mT
-        centroid, bandwidth, rolloff, flatness = self.shape(magnitude, power)
+        loudness = self.loudness(power, wave.shape[-1])
+        # The last use of the power spectrogram: flatness floors it in place.
+        centroid, bandwidth, rolloff, flatness = self.shape(magnitude, power, scratch=True)
         rms, zcr = self.energy(wave)
         onset = self.onset(log_mel)
         tempo, tempo_confidence = self.tempo(onset)
@@ -526,6 +532,6 @@ class AudioFeatures(nn.Module):
             key=key,
             minor=minor,
             key_confidence=key_confidence,
-            loudness=self.loudness(power, wave.shape[-1]),
+            loudness=loudness,
             true_peak=self.true_peak(wave),
         )
