@@ -8,7 +8,9 @@ Inputs (columnar numpy; see data.py):
   (``plays`` repeats a row for aggregated data). ``played_at`` is datetime64 or float
   seconds. Evidence per listener-track pair: the heard fraction of each listen (completion,
   or ms_played / duration_ms), minus ``skip_penalty`` per skip, repeats on a log scale.
-  Pairs whose skips outweigh their listens are negative evidence.
+  Pairs whose skips outweigh their listens are negative evidence. The collaborative
+  components see that evidence BM25-weighted (``confidence_weighting``): rare tracks and
+  short histories count for more.
 - ``Catalogue(track_ids, artist_ids, genres=None, popularity=None, audio_embeddings=None)``:
   one entry per recommendable track; ``audio_embeddings`` is an optional (tracks, dims)
   float matrix (zero rows = no audio). History tracks missing from the catalogue are added
