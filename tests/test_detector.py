@@ -304,13 +304,17 @@ def test_a_version_4_state_resumes_with_no_alarm_pending() -> None:
     )
 
 
-def test_a_version_5_state_resumes_with_a_fresh_volatility_detector() -> None:
+@pytest.mark.parametrize("version", [5, 6])
+def test_a_version_5_or_6_state_resumes_with_a_fresh_volatility_detector(version: int) -> None:
     series = daily(30, seed=10)
     first = SeriesDetector()
     timed_scores(series[:400], first)
     old = json.loads(json.dumps(first.state()))
-    old["version"] = 5
-    del old["volatility"]
+    old["version"] = version
+    if version == 5:
+        del old["volatility"]
+    else:  # version 6 had one span: one window of views
+        old["volatility"]["views"] = old["volatility"]["views"][0]
     resumed = SeriesDetector.from_state(old)
     assert resumed.seen == 400 and resumed.volatility.state() == Volatility().state()
     first.volatility = Volatility()
