@@ -165,6 +165,7 @@ def stages(sides: Sides, batch: np.ndarray, seconds: float, rounds: int = 3) -> 
     # Each stage's entry point: a module's forward, or the method the frontend calls.
     entries = [(name, module, "forward") for name, module in frontend.named_children()]
     entries.append(("stft", frontend.stft, "power_and_magnitude"))
+    entries.append(("loudness", frontend.loudness, "integrate"))
     for name, module, method in entries:
         setattr(module, method, timing(name, getattr(module, method)))
     passes: list[dict[str, float]] = []

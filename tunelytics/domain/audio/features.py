@@ -31,7 +31,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from tunelytics.domain.audio import filters
-from tunelytics.domain.audio.loudness import SpectralLoudness, TruePeak
+from tunelytics.domain.audio.loudness import (
+    SpectralLoudness,
+    TruePeak,
+    k_weighted_power_weights,
+)
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Krumhansl-Kessler probe-tone profiles, tonic first.
@@ -139,6 +143,56 @@ class MelScale(nn.Module):
         )
 
 
+class PowerProjection(nn.Module):
+    """Power spectrogram (batch, frames, bins) -> mel power (batch, frames, n_mels) and
+    the sums against dense columns (batch, frames, k), in one read of the spectrogram.
+
+    :class:`MelScale`'s per-group GEMMs, each widened by the dense columns for the bins
+    it alone reads (the groups' spans overlap by a few bins; each bin's dense weights go
+    to one group), so the dense products are the sums of the groups' partial products.
+    The frontend's dense columns are the chroma filterbank and the K-weighting: reading
+    the 5 MB spectrogram once instead of three times.
+    """
+
+    def __init__(
+        self,
+        dense: np.ndarray,
+        sample_rate: int = 22050,
+        n_fft: int = 2048,
+        n_mels: int = 128,
+        group: int = 16,
+    ) -> None:
+        super().__init__()
+        fb = filters.mel_filterbank(sample_rate, n_fft, n_mels)
+        bins, self.n_dense = dense.shape
+        self.spans: list[tuple[int, int]] = []
+        self.widths: list[int] = []
+        owned = 0  # dense weights of bins below this are in an earlier group
+        starts = range(0, n_mels, group)
+        for index, first in enumerate(starts):
+            rows = fb[first : first + group]
+            used = np.flatnonzero(rows.any(0))
+            low = 0 if index == 0 else min(int(used[0]), owned)  # every bin in a span
+            high = bins if index == len(starts) - 1 else int(used[-1]) + 1
+            block = np.zeros((high - low, rows.shape[0] + self.n_dense))
+            block[:, : rows.shape[0]] = rows[:, low:high].T
+            block[owned - low :, rows.shape[0] :] = dense[owned:high]
+            owned = high
+            self.spans.append((low, high))
+            self.widths.append(rows.shape[0])
+            self.register_buffer(f"block{index}", as_buffer(padded_columns(block)))
+
+    def forward(self, power: Tensor) -> tuple[Tensor, Tensor]:
+        mel, dense = [], None
+        for index, ((low, high), width) in enumerate(zip(self.spans, self.widths, strict=True)):
+            out = torch.matmul(power[..., low:high], getattr(self, f"block{index}"))
+            mel.append(out[..., :width])
+            part = out[..., width : width + self.n_dense]
+            dense = part if dense is None else dense + part
+        assert dense is not None
+        return torch.cat(mel, -1), dense
+
+
 class PowerToDB(nn.Module):
     """10 log10(max(amin, x)), floored at top_db below each item's maximum."""
 
@@ -178,8 +232,12 @@ class Chroma(nn.Module):
         self.register_buffer("fb", as_buffer(padded_columns(fb.T)))
 
     def forward(self, power: Tensor) -> Tensor:
-        chroma = torch.matmul(power, self.fb)[..., : self.n_chroma]
-        return _normalize(chroma, -1, math.inf)
+        return self.normalised(torch.matmul(power, self.fb)[..., : self.n_chroma])
+
+    @staticmethod
+    def normalised(sums: Tensor) -> Tensor:
+        """Filterbank sums (batch, frames, 12) -> chroma, each frame scaled to max 1."""
+        return _normalize(sums, -1, math.inf)
 
 
 def _mean_log(x: Tensor) -> Tensor:
@@ -489,10 +547,17 @@ class AudioFeatures(nn.Module):
         super().__init__()
         self.sample_rate, self.n_fft, self.hop_length = sample_rate, n_fft, hop_length
         self.stft = Spectrogram(n_fft, hop_length)
-        self.mel_scale = MelScale(sample_rate, n_fft, n_mels)
+        # Mel, chroma and K-weighted frame energy from one read of the power spectrogram.
+        dense = np.concatenate(
+            [
+                filters.chroma_filterbank(sample_rate, n_fft).T,
+                k_weighted_power_weights(sample_rate, n_fft)[:, None],
+            ],
+            1,
+        )
+        self.project = PowerProjection(dense, sample_rate, n_fft, n_mels)
         self.to_db = PowerToDB()
         self.mfcc = MFCC(n_mfcc, n_mels)
-        self.chroma = Chroma(sample_rate, n_fft)
         self.shape = SpectralShape(sample_rate, n_fft)
         self.contrast = SpectralContrast(sample_rate, n_fft)
         self.energy = FrameEnergy(n_fft, hop_length)
@@ -506,9 +571,10 @@ class AudioFeatures(nn.Module):
         # Spectral work runs on (batch, frames, bins) rows; frame features are handed
         # out as (batch, ..., frames) views.
         power, magnitude = self.stft.power_and_magnitude(wave)
-        log_mel = self.to_db(self.mel_scale(power))
-        chroma = self.chroma(power).mT
-        loudness = self.loudness(power, wave.shape[-1])
+        mel_power, dense = self.project(power)
+        log_mel = self.to_db(mel_power)
+        chroma = Chroma.normalised(dense[..., :-1]).mT
+        loudness = self.loudness.integrate(dense[..., -1], wave.shape[-1])
         # The last use of the power spectrogram: flatness floors it in place.
         centroid, bandwidth, rolloff, flatness = self.shape(magnitude, power, scratch=True)
         rms, zcr = self.energy(wave)

@@ -134,6 +134,20 @@ def gated_loudness(z: Tensor) -> Tensor:
     return torch.where(both.any(-1), lufs, torch.full_like(lufs, -math.inf))
 
 
+def k_weighted_power_weights(sample_rate: int, n_fft: int) -> np.ndarray:
+    """(bins,) weights that turn a Hann-windowed frame's power spectrum into the frame's
+    K-weighted mean square: |H_K(f)|^2, doubled for the bins that stand for two, over
+    the window's energy (Parseval)."""
+    response = np.fft.rfft(k_weighting_response(sample_rate), 1 << 16)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    grid = np.fft.rfftfreq(1 << 16, 1.0 / sample_rate)
+    gain = np.interp(freqs, grid, np.abs(response) ** 2)
+    window = np.hanning(n_fft + 1)[:-1]
+    doubled = np.full(freqs.size, 2.0)
+    doubled[0] = doubled[-1] = 1.0
+    return gain * doubled / (n_fft * np.sum(window**2))
+
+
 class SpectralLoudness(nn.Module):
     """Integrated loudness from an STFT power spectrogram (batch, frames, bins) -> (batch,).
 
@@ -150,21 +164,18 @@ class SpectralLoudness(nn.Module):
         self.sample_rate, self.hop_length = sample_rate, hop_length
         self.block = round(0.4 * sample_rate)
         self.step = round(0.1 * sample_rate)
-        response = np.fft.rfft(k_weighting_response(sample_rate), 1 << 16)
-        freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-        grid = np.fft.rfftfreq(1 << 16, 1.0 / sample_rate)
-        gain = np.interp(freqs, grid, np.abs(response) ** 2)
-        window = np.hanning(n_fft + 1)[:-1]
-        doubled = np.full(freqs.size, 2.0)
-        doubled[0] = doubled[-1] = 1.0
         self.weights: Tensor
-        weights = gain * doubled / (n_fft * np.sum(window**2))
-        self.register_buffer("weights", torch.as_tensor(weights).to(torch.get_default_dtype()))
+        weights = torch.as_tensor(k_weighted_power_weights(sample_rate, n_fft))
+        self.register_buffer("weights", weights.to(torch.get_default_dtype()))
 
     def forward(self, power: Tensor, samples: int | None = None) -> Tensor:
-        frames = power.shape[1]
+        return self.integrate(torch.matmul(power, self.weights), samples)
+
+    def integrate(self, mean_square: Tensor, samples: int | None = None) -> Tensor:
+        """Each frame's K-weighted mean square (batch, frames), the power spectrum times
+        `weights`, -> LUFS (batch,)."""
+        frames = mean_square.shape[1]
         samples = (frames - 1) * self.hop_length if samples is None else samples
-        mean_square = torch.matmul(power, self.weights)  # (batch, frames)
         blocks = block_count(samples, self.sample_rate)
         if blocks < 1:
             return torch.full_like(mean_square[:, 0], -math.inf)
@@ -172,7 +183,7 @@ class SpectralLoudness(nn.Module):
         # kept in float64 so a quiet block after a loud stretch keeps its digits.
         energy = mean_square.double() * self.hop_length
         integral = F.pad(torch.cumsum(energy, -1), (1, 0))
-        start = torch.arange(blocks, device=power.device, dtype=torch.float64) * self.step
+        start = torch.arange(blocks, device=mean_square.device, dtype=torch.float64) * self.step
 
         def at(position: Tensor) -> Tensor:
             u = ((position + self.hop_length / 2) / self.hop_length).clamp(0.0, frames)
@@ -181,7 +192,7 @@ class SpectralLoudness(nn.Module):
             return integral[:, index] + (u - j) * energy[:, index]
 
         block_energy = (at(start + self.block) - at(start)) / self.block
-        return gated_loudness(block_energy).to(power.dtype)
+        return gated_loudness(block_energy).to(mean_square.dtype)
 
 
 class TruePeak(nn.Module):
