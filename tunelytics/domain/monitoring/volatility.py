@@ -30,7 +30,7 @@ from tunelytics.domain.monitoring.window import SortedWindow
 
 @dataclass(frozen=True)
 class VolatilityConfig:
-    # NAB dev (with context novelty and robust views), one span: 24 / 32 / 48: 67.9-69.5
+    # NAB dev (with context novelty and robust views), one span: 24 / 32 / 48: 66.3-69.5
     # with histories 1,000-2,000 (1,500 and 32 the best); spans 16 and 32: 70.4, 8 and 32:
     # 70.4, 12 and 32: 69.0, 20 and 32: 70.1, 16 and 48: 69.8 (the threshold moves a little
     # with each, and detections near it move with it).
