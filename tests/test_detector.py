@@ -321,3 +321,14 @@ def test_a_version_5_or_6_state_resumes_with_a_fresh_volatility_detector(version
     assert timed_scores(series[400:], resumed, start=400) == timed_scores(
         series[400:], first, start=400
     )
+
+
+def test_a_spike_early_in_plain_noise_stands_out() -> None:
+    """A few hundred points of noise: no record of a young history alarms before the spike
+    (the alarm quiet would hide it)."""
+    rng = np.random.default_rng(3)
+    values = list(100 + rng.normal(0, 1, 400))
+    values[350] = 160.0
+    d = SeriesDetector()
+    got = [d.score_one(v, 60.0 * i) for i, v in enumerate(values)]
+    assert got[350] == max(got[300:]) >= d.config.alarm_level
