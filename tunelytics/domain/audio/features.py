@@ -334,7 +334,8 @@ def _sorted_rows(band: Tensor) -> Tensor:
     per float32 element here, against ~11 ns for torch.topk at any k and ~45 ns for
     torch.sort, and it releases the GIL, so worker threads sort in parallel.
     """
-    if band.device.type == "cpu" and not band.requires_grad:
+    numpy_dtype = band.dtype in (torch.float32, torch.float64)
+    if band.device.type == "cpu" and numpy_dtype and not band.requires_grad:
         return torch.from_numpy(np.sort(band.numpy(), axis=-1))
     return band.sort(-1).values
 

@@ -243,7 +243,7 @@ class TruePeak(nn.Module):
         # b per_block ...) reads sample block b and the first `taps` samples of b + 1.
         lead = min(size - self.pad, n)
         whole = lead + (n - lead) // size * size
-        coarse = flat[:, lead:whole].view(flat.shape[0], -1, size)
+        coarse = flat[:, lead:whole].view(flat.shape[0], (whole - lead) // size, size)
         parts = [flat[:, :lead].abs().amax(-1, keepdim=True)]
         parts.append(torch.maximum(coarse.amax(-1), -coarse.amin(-1)))
         if whole < n:
