@@ -224,7 +224,7 @@ def main() -> int:
     parser.add_argument("--no-tune", action="store_true", help="README settings, no grid")
     parser.add_argument(
         "--product-config",
-        default="factors=128,als_alpha=20",
+        default="factors=128,als_alpha=20,blend_listeners=4000,blend_top=300",
         help="RecommenderConfig overrides (default: the ones chosen with --validation on Last.fm)",
     )
     args = parser.parse_args()
