@@ -3,6 +3,8 @@ each playing the tracks of its own half of the catalogue."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -310,3 +312,21 @@ def test_bm25_weighting_favours_rare_tracks_and_short_histories() -> None:
     assert (plain.positive != positive).nnz == 0
     with pytest.raises(ValueError, match="confidence_weighting"):
         confidence_weighted(data, RecommenderConfig(confidence_weighting="tfidf"))
+
+
+def test_blend_learns_from_every_random_hold_out_fold() -> None:
+    timed = make_history()
+    untimed = ListeningHistory(timed.listener_ids, timed.track_ids, skipped=timed.skipped)
+    config = replace(SMALL, blend_folds=2)
+    for history, folds in ((untimed, 2), (timed, 1)):
+        steps: list[str] = []
+        model = train_recommender(
+            history, make_catalogue(), config, progress=lambda f, m, s=steps: s.append(m)
+        )
+        assert any(m.startswith("blend fold 2") for m in steps) == (folds == 2)
+        assert set(model.blend_weights.values()) != {1.0}
+        assert 0.0 < model.metrics["ndcg@10"] <= 1.0
+        # Still the two taste groups apart.
+        recs = model.recommend(["l0"], k=5)[0]
+        assert recs is not None
+        assert all(group_of_track(r.track_id) == 0 for r in recs)

@@ -24,7 +24,9 @@ popularity. Each component's scores are standardised per listener; the blend wei
 are fitted with PyTorch on a time-based hold-out (the latest ``holdout_fraction`` of
 listens; random when there are no times): a listwise softmax likelihood over every
 component's top ``blend_top`` unseen tracks (Newton steps), then a coordinate search for
-NDCG@10. Then the components are refitted on all listens. Serving concatenates the
+NDCG@10. With a random hold-out the blend learns from ``blend_folds`` folds at once (each
+its own seeded split and component fit; default 2): one fold's weights are noisy. Then the
+components are refitted on all listens. Serving concatenates the
 weighted components into one user and one item matrix (dims: factors + EASE rank +
 content dims + 1), so a batch is one matmul and one top-k. ``recommender.metrics`` holds hold-out
 ``recall@10``, ``ndcg@10``, ``coverage@10`` (plus ``<component>.ndcg@10``, ``split``,

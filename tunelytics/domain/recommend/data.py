@@ -161,6 +161,8 @@ class RecommenderConfig:
     holdout_fraction: float = 0.2
     blend_listeners: int = 768
     blend_top: int = 100  # per component: the candidates the blend learns to re-rank
+    # Random hold-out folds the blend learns from (each one more fit of the components).
+    blend_folds: int = 2
     blend_steps: int = 30
     refit: bool = True
     seed: int = 0

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,10 @@ from tunelytics.domain.recommend.model import ComponentState, Recommender, user_
 
 Progress = Callable[[float, str], None]
 CONTENT_KINDS = ("genre", "artist", "audio")
+
+
+def _report_step(report: Progress, fraction: float, step: str, message: str) -> None:
+    report(fraction, f"{step}: {message}")
 
 
 def _iso(seconds: float) -> str:
@@ -122,17 +127,19 @@ def _standardised(c: Component, rows: torch.Tensor, cand: torch.Tensor) -> torch
     return (users * user_scale(users, cov)[:, None]) @ centred[cand].T
 
 
-def _fit_blend(
+BlendCandidates = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _blend_candidates(
     comps: list[Component],
     train: sp.csr_matrix,
     valid: sp.csr_matrix,
     rows: np.ndarray,
     config: RecommenderConfig,
-) -> dict[str, float]:
-    """Weights of the standardised component scores that maximise the likelihood of the
-    held-out tracks under a softmax over each listener's candidates: the union of every
-    component's top tracks (unseen in training). Fitting on the head of the lists, not on
-    all tracks, is what makes the blend good at top-k ranking (listwise, convex)."""
+) -> BlendCandidates:
+    """Each listener's candidates: the union of every component's top tracks (unseen in
+    training), with the standardised component scores (C, B, M), the held-out targets
+    (B, M), the padding mask (B, M) and the dense held-out rows (B, tracks)."""
     n_tracks = train.shape[1]
     row_t = torch.from_numpy(rows.astype(np.int64))
     all_items = torch.arange(n_tracks)
@@ -150,12 +157,38 @@ def _fit_blend(
     cand, _ = torch.sort(torch.cat(tops, 1), dim=1)
     duplicate = torch.zeros_like(cand, dtype=torch.bool)
     duplicate[:, 1:] = cand[:, 1:] == cand[:, :-1]
-    seen = duplicate
     stacked = torch.stack(
         [torch.gather(_standardised(c, row_t, all_items), 1, cand) for c in comps]
     )  # (C, B, M)
     valid_dense = torch.from_numpy(valid[rows].toarray() > 0)
     target = torch.gather(valid_dense, 1, cand).float().masked_fill(duplicate, 0.0)
+    return stacked, target, duplicate, valid_dense
+
+
+def _concat_candidates(parts: list[BlendCandidates]) -> BlendCandidates:
+    """Listeners of several hold-out folds as one set (candidate lists padded)."""
+    width = max(p[0].shape[2] for p in parts)
+
+    def pad(t: torch.Tensor, value: float | bool) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[-1]), value=value)
+
+    return (
+        torch.cat([pad(p[0], 0.0) for p in parts], 1),
+        torch.cat([pad(p[1], 0.0) for p in parts], 0),
+        torch.cat([pad(p[2], True) for p in parts], 0),
+        torch.cat([p[3] for p in parts], 0),
+    )
+
+
+def _fit_blend(
+    names: list[str], candidates: BlendCandidates, config: RecommenderConfig
+) -> dict[str, float]:
+    """Weights of the standardised component scores that maximise the likelihood of the
+    held-out tracks under a softmax over each listener's candidates. Fitting on the head
+    of the lists, not on all tracks, is what makes the blend good at top-k ranking
+    (listwise, convex)."""
+    stacked, target, duplicate, valid_dense = candidates
+    seen = duplicate
     # Newton's method on the convex listwise loss; gradient and Hessian in closed form
     # (softmax expectations and covariances of the component scores).
     stacked = stacked.masked_fill(seen[None], 0.0).double()
@@ -163,7 +196,7 @@ def _fit_blend(
     per_row = target.double().sum(1)
     total = per_row.sum().clamp_min(1.0)
     ridge = 1e-3
-    weights = torch.ones(len(comps), dtype=torch.float64)
+    weights = torch.ones(len(names), dtype=torch.float64)
 
     def loss_of(w: torch.Tensor) -> torch.Tensor:
         logits = torch.einsum("c,cbn->bn", w, stacked).masked_fill(seen, -torch.inf)
@@ -179,7 +212,7 @@ def _fit_blend(
         grad = -(observed - mean * per_row).sum(1) / total + 2 * ridge * weights
         second = torch.einsum("bn,cbn,dbn->cdb", p, stacked, stacked)
         cov = second - mean[:, None, :] * mean[None, :, :]
-        hessian = (cov * per_row).sum(2) / total + 2 * ridge * torch.eye(len(comps))
+        hessian = (cov * per_row).sum(2) / total + 2 * ridge * torch.eye(len(names))
         step = torch.linalg.solve(hessian, grad)
         scale = 1.0
         while scale > 1e-4:
@@ -195,7 +228,7 @@ def _fit_blend(
         if improvement < 1e-7:
             break
     weights = _refine_for_ndcg(weights.float(), stacked.float(), target, duplicate, valid_dense)
-    return {c.name: float(w) for c, w in zip(comps, weights, strict=True)}
+    return {n: float(w) for n, w in zip(names, weights, strict=True)}
 
 
 def _refine_for_ndcg(
@@ -333,7 +366,36 @@ def train_recommender(
                     best, ease_lambda = ndcg, lam
             comps = [ease_component(basis, ease_lambda) if c.name == "ease" else c for c in comps]
         report(0.5, "learning the blend weights")
-        weights = _fit_blend(comps, split.train.positive, split.valid, blend_rows, config)
+        parts = [_blend_candidates(comps, split.train.positive, split.valid, blend_rows, config)]
+        # More random hold-out folds (their own split and component fits) for the blend to
+        # learn from: one fold's weights are noisy. A time split has only one fold.
+        for fold in range(1, config.blend_folds if split.kind == "random" else 1):
+            fold_report = functools.partial(_report_step, report, 0.5, f"blend fold {fold + 1}")
+            fold_config = replace(config, seed=config.seed + fold)
+            fold_split = split_holdout(
+                listener_idx, track_idx, strength, history.played_at, shape, fold_config
+            )
+            fold_rows = np.flatnonzero(
+                (np.diff(fold_split.train.positive.indptr) > 0)
+                & (np.diff(fold_split.valid.indptr) > 0)
+            )
+            if len(fold_rows) > config.blend_listeners:
+                fold_rows = np.sort(rng.choice(fold_rows, config.blend_listeners, replace=False))
+            fold_comps, _ = _fit_components(
+                fold_split.train,
+                content,
+                prior,
+                fold_config,
+                ease_lambda,
+                fold_report,
+            )
+            parts.append(
+                _blend_candidates(
+                    fold_comps, fold_split.train.positive, fold_split.valid, fold_rows, config
+                )
+            )
+        candidates = parts[0] if len(parts) == 1 else _concat_candidates(parts)
+        weights = _fit_blend([c.name for c in comps], candidates, config)
         report(0.6, "evaluating on the hold-out")
         metrics.update(_evaluate(comps, weights, split.train.positive, split.valid, valid_rows))
         for c in comps:
