@@ -3,7 +3,6 @@ around the alert service."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -25,7 +24,8 @@ from tunelytics.domain.monitoring.alerting import (
 )
 from tunelytics.domain.paging import Page
 from tunelytics.resolvers.context import Context
-from tunelytics.resolvers.errors import BadUserInput, NotFound, Unauthenticated
+from tunelytics.resolvers.errors import BadUserInput, NotFound
+from tunelytics.resolvers.expiry import check_token, ends_with_token
 from tunelytics.resolvers.pagination import check_first, decode_cursor
 from tunelytics.resolvers.tenancy import require_registered_tenant
 from tunelytics.services.alerts import AlertService, alerts_channel
@@ -233,38 +233,20 @@ async def delete_webhook(info: CtxInfo, hook_id: str) -> bool:
 
 # --- live events -----------------------------------------------------------------------
 
-TOKEN_EXPIRED: dict[str, Any] = {"marker": "token expired"}
-
-
-def _put_newest(queue: asyncio.Queue[dict[str, Any]], message: dict[str, Any]) -> None:
-    if queue.full():
-        queue.get_nowait()
-    queue.put_nowait(message)
-
 
 async def alert_stream(info: CtxInfo, min_severity_rank: int) -> AsyncIterator[dict[str, Any]]:
     """The caller's tenant's alert events from now on, until the token expires."""
     ctx = info.context
     principal = ctx.authorize(Permission.READ)
     await require_registered_tenant(ctx)
-    expiry: asyncio.TimerHandle | None = None
-    try:
-        async with ctx.services.broadcaster.subscribe(alerts_channel(principal.tenant_id)) as q:
-            if principal.expires_at is not None:
-                left = (principal.expires_at - datetime.now(UTC)).total_seconds()
-                expiry = asyncio.get_running_loop().call_later(
-                    max(left, 0.0), _put_newest, q, TOKEN_EXPIRED
-                )
+    async with ctx.services.broadcaster.subscribe(alerts_channel(principal.tenant_id)) as q:
+        with ends_with_token(principal, q):
             while True:
                 event = await q.get()
-                if event is TOKEN_EXPIRED:
-                    raise Unauthenticated("token has expired; reconnect with a fresh one")
+                check_token(event)
                 # The channel is the tenant's; the check is a second lock on the door.
                 if event.get("tenant_id") != principal.tenant_id:
                     continue
                 if event["alert"]["severity_rank"] < min_severity_rank:
                     continue
                 yield event
-    finally:
-        if expiry is not None:
-            expiry.cancel()

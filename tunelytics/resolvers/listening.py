@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +17,7 @@ from tunelytics.domain.listening import Listen, Listener
 from tunelytics.domain.paging import Page
 from tunelytics.pubsub import listens_channel
 from tunelytics.resolvers.context import Context
-from tunelytics.resolvers.errors import Unauthenticated
+from tunelytics.resolvers.expiry import check_token, ends_with_token
 from tunelytics.resolvers.pagination import check_batch, check_first, decode_cursor
 from tunelytics.resolvers.tenancy import require_registered_tenant
 from tunelytics.storage.analytics import AnalyticsRepository
@@ -105,15 +104,6 @@ async def record_listens(info: CtxInfo, drafts: list[listening.ListenDraft]) -> 
     return result
 
 
-TOKEN_EXPIRED: dict[str, Any] = {"marker": "token expired"}
-
-
-def _put_newest(queue: asyncio.Queue[dict[str, Any]], message: dict[str, Any]) -> None:
-    if queue.full():
-        queue.get_nowait()
-    queue.put_nowait(message)
-
-
 async def listen_stream(info: CtxInfo, track_id: str | None) -> AsyncIterator[Listen]:
     """Every listen stored for the caller's tenant from now on, until the token expires."""
     ctx = info.context
@@ -121,26 +111,16 @@ async def listen_stream(info: CtxInfo, track_id: str | None) -> AsyncIterator[Li
     await require_registered_tenant(ctx)
     gauge = metrics.ACTIVE_SUBSCRIPTIONS.labels("listens")
     gauge.inc()
-    expiry: asyncio.TimerHandle | None = None
     try:
         channel = listens_channel(principal.tenant_id)
         async with ctx.services.broadcaster.subscribe(channel) as events:
-            if principal.expires_at is not None:
-                # One timer per subscription, not a timeout per event: at expiry a marker
-                # joins the queue and ends the stream.
-                left = (principal.expires_at - datetime.now(UTC)).total_seconds()
-                expiry = asyncio.get_running_loop().call_later(
-                    max(left, 0.0), _put_newest, events, TOKEN_EXPIRED
-                )
-            while True:
-                event = await events.get()
-                if event is TOKEN_EXPIRED:
-                    raise Unauthenticated("token has expired; reconnect with a fresh one")
-                if track_id is not None and event["track_id"] != track_id:
-                    continue
-                ctx.fresh_loaders()
-                yield listen_from_event(event)
+            with ends_with_token(principal, events):
+                while True:
+                    event = await events.get()
+                    check_token(event)
+                    if track_id is not None and event["track_id"] != track_id:
+                        continue
+                    ctx.fresh_loaders()
+                    yield listen_from_event(event)
     finally:
-        if expiry is not None:
-            expiry.cancel()
         gauge.dec()

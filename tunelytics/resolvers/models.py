@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from typing import Any
 
 from strawberry import Info
 
 from tunelytics.domain.auth import Permission
 from tunelytics.domain.models import Job, ModelKind, ModelVersion, TrainingFailed
 from tunelytics.resolvers.context import Context
-from tunelytics.resolvers.errors import BadUserInput, ModelNotReady, NotFound, Unauthenticated
+from tunelytics.resolvers.errors import BadUserInput, ModelNotReady, NotFound
+from tunelytics.resolvers.expiry import check_token, ends_with_token
 from tunelytics.resolvers.tenancy import require_registered_tenant
 from tunelytics.services.serving import ModelServer, ModelUnavailable, Served
 from tunelytics.services.training import NotActivatable, TrainingService, activate, job_channel
@@ -20,13 +18,6 @@ from tunelytics.services.training import job_from_event as _job_from_event
 
 CtxInfo = Info[Context, None]
 MAX_VERSIONS = 100
-TOKEN_EXPIRED: dict[str, Any] = {"marker": "token expired"}
-
-
-def _expire(queue: asyncio.Queue[dict[str, Any]]) -> None:
-    if queue.full():
-        queue.get_nowait()
-    queue.put_nowait(TOKEN_EXPIRED)
 
 
 def training_service(ctx: Context) -> TrainingService:
@@ -124,11 +115,7 @@ async def training_progress(info: CtxInfo, job_id: str) -> AsyncIterator[Job]:
     if await ctx.storage.jobs.get(tenant, job_id) is None:
         raise NotFound(f"no job {job_id}", id=job_id)
     async with ctx.services.broadcaster.subscribe(job_channel(tenant, job_id)) as events:
-        expiry: asyncio.TimerHandle | None = None
-        if principal.expires_at is not None:
-            left = (principal.expires_at - datetime.now(UTC)).total_seconds()
-            expiry = asyncio.get_running_loop().call_later(max(left, 0.0), _expire, events)
-        try:
+        with ends_with_token(principal, events):
             # Read after subscribing: nothing between the read and the first event is lost.
             current = await ctx.storage.jobs.get(tenant, job_id)
             assert current is not None
@@ -136,14 +123,10 @@ async def training_progress(info: CtxInfo, job_id: str) -> AsyncIterator[Job]:
             last = (current.status, current.progress, current.message)
             while not current.status.finished:
                 event = await events.get()
-                if event is TOKEN_EXPIRED:
-                    raise Unauthenticated("token has expired; reconnect with a fresh one")
+                check_token(event)
                 current = _job_from_event(tenant, event)
                 state = (current.status, current.progress, current.message)
                 if state == last:
                     continue
                 last = state
                 yield current
-        finally:
-            if expiry is not None:
-                expiry.cancel()
