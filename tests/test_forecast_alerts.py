@@ -104,6 +104,21 @@ def test_forecast_rule_input_is_validated() -> None:
     assert again == rule
 
 
+def test_an_artist_or_track_series_rule_must_say_which() -> None:
+    """A rule on one artist's (track's) streams without `artist=` (`track=`) would never
+    fire: it is refused, naming the selector."""
+    for selector in (
+        "tunelytics_artist_streams_per_hour",
+        'tunelytics_artist_streams_per_hour{artist=~"ar-.*"}',
+        'tunelytics_track_streams_per_hour{artist="ar-1"}',
+    ):
+        with pytest.raises(RuleValidationError) as caught:
+            forecast_rule(selector=selector)
+        assert [e.field for e in caught.value.errors] == ["selector"], selector
+    assert forecast_rule(selector='tunelytics_track_streams_per_hour{track="tr-1"}')
+    assert forecast_rule(selector="tunelytics_streams_per_hour")
+
+
 def test_a_rising_series_raises_a_predictive_alert_with_the_crossing_in_annotations() -> None:
     rule = forecast_rule()
     engine = AlertEngine([rule])

@@ -286,13 +286,15 @@ def create_app(
 
         async def retrain_demo(expired: list[Job]) -> None:
             # A demo model whose training a restart cut off is trained again.
-            if train_demo and any(job.tenant_id == settings.demo_tenant for job in expired):
+            if any(job.tenant_id == settings.demo_tenant for job in expired):
                 await prepare_demo(training, settings.demo_tenant)
 
         if train_demo:
             await prepare_demo(training, settings.demo_tenant)
         # Its first pass runs now: jobs a previous run of the server left behind.
-        sweep = asyncio.create_task(training.sweep(retrain_demo), name="training-sweep")
+        sweep = asyncio.create_task(
+            training.sweep(retrain_demo if train_demo else None), name="training-sweep"
+        )
         await monitoring.start()
         log.info(
             "tunelytics ready",

@@ -44,7 +44,7 @@ from tunelytics.domain.monitoring.alerting.forecasting import (
 from tunelytics.domain.predict.errors import NotEnoughData
 from tunelytics.domain.predict.series import RegularSeries
 from tunelytics.pubsub import Broadcaster
-from tunelytics.services.forecasting import listen_series
+from tunelytics.services.forecasting import listen_series, series_tracks
 from tunelytics.services.monitoring import Sample
 from tunelytics.services.webhooks import Delivery, WebhookSender
 from tunelytics.storage.alerts import AlertRepository
@@ -285,11 +285,22 @@ class AlertService:
                 forecasts.append(found)
         for target in business_targets(engine.rules.values()):
             rules = engine.forecast_rules(target.series_id, target.name, target.labels)
-            counted = await self._business_series(tenant_id, target) if rules else None
-            if counted is None:
+            # Checked before reading: a pass runs after every ingested batch, and counting
+            # weeks of listens each time would be wasted until `every` has passed.
+            if not rules or self._waiting(tenant_id, target.series_id, rules):
                 continue
-            last_ms = int(counted.at(len(counted) - 1).timestamp() * 1000)
-            if not self._due(tenant_id, target.series_id, last_ms, rules):
+            counted = await self._business_series(tenant_id, target)
+            last_ms = (
+                -1 if counted is None else int(counted.at(len(counted) - 1).timestamp() * 1000)
+            )
+            due = counted is not None and self._due(tenant_id, target.series_id, last_ms, rules)
+            # Tried now, whatever comes of it (no listens, no new bucket): again after `every`.
+            self.forecasted[(tenant_id, target.series_id)] = (
+                time.monotonic(),
+                last_ms,
+                _signature(rules),
+            )
+            if counted is None or not due:
                 continue
             times = [counted.at(i) for i in range(len(counted))]
             found = await self._forecast(
@@ -340,18 +351,18 @@ class AlertService:
     ) -> RegularSeries | None:
         """The derived series a rule names, from the tenant's listens; None without any."""
         repo = ListenSeriesRepository(self.repo.db)
-        ref = target.ref
-        track_ids = (
-            [ref.track_id]
-            if ref.track_id is not None
-            else await repo.track_ids_of_artist(tenant_id, ref.artist_id)
-            if ref.artist_id is not None
-            else None
-        )
         try:
-            return await listen_series(repo, tenant_id, ref, track_ids)
+            tracks = await series_tracks(repo, tenant_id, target.ref)
+            return await listen_series(repo, tenant_id, target.ref, tracks)
         except NotEnoughData:
             return None
+
+    def _waiting(self, tenant_id: str, series_id: str, rules: list[Rule]) -> bool:
+        """Forecast (or tried) for these rules less than `every` ago."""
+        last = self.forecasted.get((tenant_id, series_id))
+        if last is None or last[2] != _signature(rules):
+            return False
+        return time.monotonic() - last[0] < min(r.every for r in rules).total_seconds()
 
     def _due(self, tenant_id: str, series_id: str, last_ms: int, rules: list[Rule]) -> bool:
         last = self.forecasted.get((tenant_id, series_id))

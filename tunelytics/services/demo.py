@@ -23,7 +23,12 @@ from tunelytics.domain.monitoring.demo_series import DEMO_RULES, demo_series
 from tunelytics.domain.monitoring.points import PointDraft
 from tunelytics.domain.predict.business import SeriesKind, SeriesRef
 from tunelytics.pubsub import LocalBroadcaster
-from tunelytics.services.forecasting import forecast_listens, interval_levels, store_forecast
+from tunelytics.services.forecasting import (
+    forecast_listens,
+    interval_levels,
+    series_tracks,
+    store_forecast,
+)
 from tunelytics.services.monitoring import now_ms
 from tunelytics.services.pipeline import build_pipeline
 from tunelytics.services.training import TrainingService, train_demo_model
@@ -113,12 +118,9 @@ async def seed_forecasts(storage: Storage, tenant_id: str) -> int:
             tenant_scope(tenant_id), {"_id": 0, "id": 1}, sort=[("id", 1)]
         )
         if artist is not None:
-            tracks = await ListenSeriesRepository(storage.db).track_ids_of_artist(
-                tenant_id, artist["id"]
-            )
-            wanted.append(
-                (SeriesRef(SeriesKind.STREAMS, artist_id=artist["id"]), tracks, ARTIST_HORIZON)
-            )
+            ref = SeriesRef(SeriesKind.STREAMS, artist_id=artist["id"])
+            tracks = await series_tracks(ListenSeriesRepository(storage.db), tenant_id, ref)
+            wanted.append((ref, tracks, ARTIST_HORIZON))
         made = 0
         for ref, of_tracks, horizon in wanted:
             result = await forecast_listens(

@@ -55,6 +55,17 @@ async def forecast_listens(
     return await asyncio.to_thread(forecast_regular, series, horizon, levels)
 
 
+async def series_tracks(
+    repo: ListenSeriesRepository, tenant_id: str, ref: SeriesRef
+) -> list[str] | None:
+    """The tracks a derived series counts: one track's, an artist's, or None (all)."""
+    if ref.track_id is not None:
+        return [ref.track_id]
+    if ref.artist_id is not None:
+        return await repo.track_ids_of_artist(tenant_id, ref.artist_id)
+    return None
+
+
 async def listen_series(
     repo: ListenSeriesRepository,
     tenant_id: str,

@@ -3,7 +3,7 @@ interval level its matching rules use (domain/predict's forecaster, model chosen
 backtest, intervals calibrated on it).
 
 >>> from datetime import UTC, datetime, timedelta
->>> from tunelytics.domain.monitoring.alerting.rules import Rule
+>>> from tunelytics.domain.monitoring.alerting.rules import SUBJECT_LABEL, Rule
 >>> rule = Rule.from_input("t1", {"name": "disk full soon", "kind": "forecast",
 ...     "selector": "disk_used_pct", "op": ">", "threshold": 90, "horizon": "2h"})
 >>> t0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tunelytics.domain.monitoring.alerting.model import RuleKind, SeriesForecast
-from tunelytics.domain.monitoring.alerting.rules import Rule
+from tunelytics.domain.monitoring.alerting.rules import SUBJECT_LABEL, Rule
 from tunelytics.domain.predict.business import SeriesKind, SeriesRef
 from tunelytics.domain.predict.errors import NotEnoughData
 from tunelytics.domain.predict.forecast import forecast_regular
@@ -36,10 +36,6 @@ TENANT_SERIES = {
     "tunelytics_streams_per_hour": SeriesKind.STREAMS,
     "tunelytics_active_listeners_per_day": SeriesKind.ACTIVE_LISTENERS,
 }
-ARTIST_STREAMS, TRACK_STREAMS = (
-    "tunelytics_artist_streams_per_hour",
-    "tunelytics_track_streams_per_hour",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +67,17 @@ def business_target(rule: Rule) -> BusinessTarget | None:
         return None
     if name in TENANT_SERIES:
         return BusinessTarget(SeriesRef(TENANT_SERIES[name]), name, {})
+    label = SUBJECT_LABEL.get(name)  # the artist's or track's streams (rules.py checks it)
     equal = {m.label: m.value for m in rule.selector.matchers if m.op == "="}
-    if name == ARTIST_STREAMS and "artist" in equal:
-        artist = equal["artist"]
-        return BusinessTarget(
-            SeriesRef(SeriesKind.STREAMS, artist_id=artist), name, {"artist": artist}
-        )
-    if name == TRACK_STREAMS and "track" in equal:
-        track = equal["track"]
-        return BusinessTarget(SeriesRef(SeriesKind.STREAMS, track_id=track), name, {"track": track})
-    return None
+    if label is None or label not in equal:
+        return None
+    subject = equal[label]
+    ref = (
+        SeriesRef(SeriesKind.STREAMS, artist_id=subject)
+        if label == "artist"
+        else SeriesRef(SeriesKind.STREAMS, track_id=subject)
+    )
+    return BusinessTarget(ref, name, {label: subject})
 
 
 def business_targets(rules: Iterable[Rule]) -> list[BusinessTarget]:

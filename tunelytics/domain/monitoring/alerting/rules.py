@@ -334,7 +334,25 @@ class Rule:
         )
 
 
+# The derived series of one artist or track (alerting/forecasting.py): the label that
+# says which one, which their rules must match with `=`.
+SUBJECT_LABEL = {
+    "tunelytics_artist_streams_per_hour": "artist",
+    "tunelytics_track_streams_per_hour": "track",
+}
+
+
 def _check_forecast(data: Mapping[str, Any], out: dict[str, Any], errors: list[FieldError]) -> None:
+    selector: Selector | None = out.get("selector")
+    label = SUBJECT_LABEL.get(selector.name or "") if selector is not None else None
+    if (
+        selector is not None
+        and label is not None
+        and not any(m.label == label and m.op == "=" for m in selector.matchers)
+    ):
+        errors.append(
+            FieldError("selector", f'{selector.name} needs {label}="..." to say which one')
+        )
     if data.get("threshold") is None:
         errors.append(FieldError("threshold", "a forecast rule needs a threshold"))
     if out.get("op", ">") not in (">", ">=", "<", "<="):
