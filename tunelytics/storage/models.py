@@ -33,6 +33,11 @@ from tunelytics.storage.scope import document_key, tenant_scope
 Document = dict[str, Any]
 
 
+def _version_key(tenant_id: str, kind: ModelKind, version: int) -> Document:
+    """The filter of one version: its `_id` (as `_version_doc` writes it), and the tenant."""
+    return {"_id": document_key(tenant_id, f"{kind.value}:{version}"), **tenant_scope(tenant_id)}
+
+
 def _version_doc(model: ModelVersion) -> Document:
     doc = asdict(model)
     doc["kind"] = model.kind.value
@@ -92,14 +97,12 @@ class ModelRepository:
             for k, v in fields.items()
         }
         await self.collection.update_one(
-            {"_id": document_key(tenant_id, f"{kind.value}:{version}"), **tenant_scope(tenant_id)},
+            _version_key(tenant_id, kind, version),
             {"$set": changes},
         )
 
     async def get(self, tenant_id: str, kind: ModelKind, version: int) -> ModelVersion | None:
-        doc = await self.collection.find_one(
-            {"_id": document_key(tenant_id, f"{kind.value}:{version}"), **tenant_scope(tenant_id)}
-        )
+        doc = await self.collection.find_one(_version_key(tenant_id, kind, version))
         return _version(doc) if doc else None
 
     async def list(self, tenant_id: str, kind: ModelKind, limit: int = 100) -> list[ModelVersion]:
@@ -125,7 +128,7 @@ class ModelRepository:
 
     async def activate(self, tenant_id: str, kind: ModelKind, version: int) -> datetime:
         """Mark `version` active and the previously active ones retired (kept for rollback)."""
-        key = {"_id": document_key(tenant_id, f"{kind.value}:{version}"), **tenant_scope(tenant_id)}
+        key = _version_key(tenant_id, kind, version)
         activated = await self.collection.find_one_and_update(
             key,
             {"$set": {"status": ModelStatus.ACTIVE.value}, "$currentDate": {"activated_at": True}},
