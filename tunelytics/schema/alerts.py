@@ -313,7 +313,12 @@ class AlertRuleInput:
         default=None, name="for", description="How long the condition must hold: 90s, 5m."
     )
     repeat_interval: str | None = None
-    min_score: float | None = None
+    min_score: float | None = strawberry.field(
+        default=None,
+        description=f"Anomaly rules: breached at this score or above (default"
+        f" {domain.ANOMALY_SCORE}, the detector's alarm level: plain noise reaches it about"
+        " once in 2,000 points).",
+    )
     op: str | None = None
     threshold: float | None = None
     absent_for: str | None = None

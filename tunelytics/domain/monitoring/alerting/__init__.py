@@ -28,7 +28,8 @@ Configuration
                         silences and inhibition also see a `severity` label)
     Rule.from_input(tenant_id, data, rule_id=None) -> Rule   (raises RuleValidationError)
         data keys: name, kind, selector, severity, labels, for, repeat_interval,
-        resolve_after, resolve_points, min_score (anomaly), op + threshold (threshold),
+        resolve_after, resolve_points, min_score (anomaly; default ANOMALY_SCORE),
+        op + threshold (threshold),
         absent_for (absence), horizon + forecast_level + forecast_on + every +
         history with op + threshold (forecast), group_by, group_window,
         business_weight, weight_label, escalate_at + escalate_to, summary, enabled.
@@ -146,7 +147,7 @@ from tunelytics.domain.monitoring.alerting.model import (
     parse_duration,
 )
 from tunelytics.domain.monitoring.alerting.noise import NoiseModel, alert_features
-from tunelytics.domain.monitoring.alerting.rules import Rule
+from tunelytics.domain.monitoring.alerting.rules import ANOMALY_SCORE, Rule
 from tunelytics.domain.monitoring.alerting.silences import (
     DEFAULT_INHIBITIONS,
     InhibitRule,
@@ -154,6 +155,7 @@ from tunelytics.domain.monitoring.alerting.silences import (
 )
 
 __all__ = [
+    "ANOMALY_SCORE",
     "DEFAULT_INHIBITIONS",
     "Alert",
     "AlertEngine",
