@@ -8,7 +8,12 @@ their own, the baselines that bound it:
   * detector: `SeriesDetector` scoring the same values in this process (one core).
 CPU seconds of the server and of nx-27017 during the run say which side is the bottleneck.
 
-    .venv/bin/python benchmarks/ingest.py --batches 40 --series 200 --probes 30
+`--clients 1,2,4` runs the ingestion once per client count, each time on series of its
+own (a `run` label): N clients send at once, each owning 1/N of the series (as agents
+do: no out-of-order rejections), the same points in the same number of requests. The
+insert_many ceiling is measured the same way, N concurrent inserters.
+
+    .venv/bin/python benchmarks/ingest.py --batches 40 --series 200 --probes 30 --clients 1,2,4
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ SUBSCRIBE = "subscription { alerts(minSeverity: INFO) { kind alert { id } } }"
 
 
 def make_batches(
-    n_batches: int, n_series: int, batch: int, start: datetime
+    n_batches: int, n_series: int, batch: int, start: datetime, run: str = "c1"
 ) -> list[list[dict[str, Any]]]:
     """Batches of `batch` points over `n_series` series, each series in time order."""
     rng = np.random.default_rng(5)
@@ -73,7 +78,10 @@ def make_batches(
                 points.append(
                     {
                         "series": "bench_metric",
-                        "labels": [{"name": "series", "value": f"s{s}"}],
+                        "labels": [
+                            {"name": "series", "value": f"s{s}"},
+                            {"name": "run", "value": run},
+                        ],
                         "timestamp": at.isoformat(),
                         "value": round(float(value), 3),
                     }
@@ -82,18 +90,39 @@ def make_batches(
     return out
 
 
-async def ingest_run(url: str, tok: str, batches: list[list[dict[str, Any]]]) -> float:
-    async with httpx.AsyncClient(timeout=120) as client:
-        headers = {"authorization": f"Bearer {tok}"}
-        started = time.perf_counter()
-        for points in batches:
-            response = await client.post(
-                url, json={"query": INGEST, "variables": {"points": points}}, headers=headers
-            )
-            body = response.json()
-            assert "errors" not in body, body
-            assert body["data"]["ingestMetrics"]["rejected"] == [], body
-        return time.perf_counter() - started
+def by_client(
+    batches: list[list[dict[str, Any]]], clients: int
+) -> list[list[list[dict[str, Any]]]]:
+    """The same points for `clients` senders, each owning the series s with s % clients
+    == its number, in time order, in batches of the same size."""
+    size = len(batches[0])
+    mine: list[list[dict[str, Any]]] = [[] for _ in range(clients)]
+    for points in batches:
+        for p in points:
+            mine[int(p["labels"][0]["value"][1:]) % clients].append(p)
+    return [[own[i : i + size] for i in range(0, len(own), size)] for own in mine]
+
+
+async def ingest_run(url: str, tok: str, clients: list[list[list[dict[str, Any]]]]) -> float:
+    """Every client sends its batches one after the other, all clients at once. Request
+    bodies are encoded before the clock starts: the sender's own CPU stays out of it."""
+    headers = {"authorization": f"Bearer {tok}", "content-type": "application/json"}
+    bodies = [
+        [json.dumps({"query": INGEST, "variables": {"points": points}}).encode() for points in own]
+        for own in clients
+    ]
+
+    async def send(own: list[bytes]) -> None:
+        async with httpx.AsyncClient(timeout=120) as client:
+            for body in own:
+                response = await client.post(url, content=body, headers=headers)
+                data = response.json()
+                assert "errors" not in data, data
+                assert data["data"]["ingestMetrics"]["rejected"] == [], data
+
+    started = time.perf_counter()
+    await asyncio.gather(*(send(own) for own in bodies))
+    return time.perf_counter() - started
 
 
 async def latency_run(ws_url: str, url: str, tok: str, probes: int, batch: int) -> list[float]:
@@ -146,31 +175,39 @@ async def latency_run(ws_url: str, url: str, tok: str, probes: int, batch: int) 
     return latencies
 
 
-async def storage_baseline(mongo_url: str, batches: list[list[dict[str, Any]]]) -> float:
+def point_documents(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The documents ingestion stores for these points (storage/monitoring.py)."""
+    docs = []
+    for p in points:
+        labels = {lb["name"]: lb["value"] for lb in p["labels"]}
+        sid = series_id(p["series"], labels)
+        at = int(datetime.fromisoformat(p["timestamp"]).timestamp() * 1000)
+        docs.append(
+            {
+                "_id": point_key("baseline", sid, at),
+                "tenant_id": "baseline",
+                "series_id": sid,
+                "t": at,
+                "v": p["value"],
+                "s": 0.0,
+                "expire_at": datetime.fromtimestamp(at / 1000, UTC) + timedelta(days=30),
+            }
+        )
+    return docs
+
+
+async def storage_baseline(mongo_url: str, clients: list[list[list[dict[str, Any]]]]) -> float:
+    """insert_many of the same documents, one inserter per client, all at once."""
     storage = connect(mongo_url, "ingest_baseline")
     collection = storage.db["metric_points"]
-    docs_batches = []
-    for points in batches:
-        docs = []
-        for p in points:
-            labels = {lb["name"]: lb["value"] for lb in p["labels"]}
-            sid = series_id(p["series"], labels)
-            at = int(datetime.fromisoformat(p["timestamp"]).timestamp() * 1000)
-            docs.append(
-                {
-                    "_id": point_key("baseline", sid, at),
-                    "tenant_id": "baseline",
-                    "series_id": sid,
-                    "t": at,
-                    "v": p["value"],
-                    "s": 0.0,
-                    "expire_at": datetime.fromtimestamp(at / 1000, UTC) + timedelta(days=30),
-                }
-            )
-        docs_batches.append(docs)
+    docs = [[point_documents(points) for points in own] for own in clients]
+
+    async def insert(own: list[list[dict[str, Any]]]) -> None:
+        for batch in own:
+            await collection.insert_many(batch, ordered=False)
+
     started = time.perf_counter()
-    for docs in docs_batches:
-        await collection.insert_many(docs, ordered=False)
+    await asyncio.gather(*(insert(own) for own in docs))
     took = time.perf_counter() - started
     await storage.client.drop_database("ingest_baseline")
     await storage.close()
@@ -207,6 +244,9 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=200)
     parser.add_argument("--probes", type=int, default=30)
     parser.add_argument(
+        "--clients", default="1", help="Client counts to run, e.g. 1,2,4 (each on its own series)."
+    )
+    parser.add_argument(
         "--latency-batches", default="1000,100,10", help="Batch sizes of the latency probes."
     )
     args = parser.parse_args()
@@ -214,8 +254,14 @@ def main() -> None:
     secret = new_secret()
     admin = token(secret, Role.ADMIN)
     start = datetime.now(UTC) - timedelta(days=25)
-    batches = make_batches(args.batches, args.series, args.batch, start)
-    total = sum(len(b) for b in batches)
+    counts = [int(x) for x in args.clients.split(",")]
+    runs = {
+        n: by_client(make_batches(args.batches, args.series, args.batch, start, f"c{n}"), n)
+        for n in counts
+    }
+    total = args.batches * args.batch
+    took: dict[int, float] = {}
+    cpu: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as work, embedded_mongo(Path(work)) as mongo:
         from benchmarks.harness import DATABASE
 
@@ -234,9 +280,11 @@ def main() -> None:
                 )
                 assert "errors" not in response.json(), response.text
             assert mongo.process is not None
-            cpu_before = (cpu_seconds(server.pid), cpu_seconds(mongo.process.pid))
-            took = asyncio.run(ingest_run(server.graphql_url, admin, batches))
-            cpu_after = (cpu_seconds(server.pid), cpu_seconds(mongo.process.pid))
+            for n, clients in runs.items():
+                before = (cpu_seconds(server.pid), cpu_seconds(mongo.process.pid))
+                took[n] = asyncio.run(ingest_run(server.graphql_url, admin, clients))
+                after = (cpu_seconds(server.pid), cpu_seconds(mongo.process.pid))
+                cpu[n] = (after[0] - before[0], after[1] - before[1])
             latencies = {
                 size: sorted(
                     asyncio.run(
@@ -245,46 +293,43 @@ def main() -> None:
                 )
                 for size in (int(x) for x in args.latency_batches.split(","))
             }
-        storage_took = asyncio.run(storage_baseline(mongo.url, batches))
-    detector_took = detector_baseline(batches)
-    server_cpu = cpu_after[0] - cpu_before[0]
-    mongo_cpu = cpu_after[1] - cpu_before[1]
+        storage_took = {n: asyncio.run(storage_baseline(mongo.url, c)) for n, c in runs.items()}
+    detector_took = detector_baseline([p for own in runs[counts[0]] for p in own])
     print()
-    print(
-        table(
-            ["path", "points", "seconds", "points/s"],
+    rows: list[list[object]] = []
+    for n in counts:
+        rows.append(
             [
-                [
-                    "ingestMetrics (GraphQL, detection + alert rule)",
-                    total,
-                    f"{took:.2f}",
-                    f"{total / took:,.0f}",
-                ],
-                [
-                    "baseline: PyMongo insert_many of the same documents",
-                    total,
-                    f"{storage_took:.2f}",
-                    f"{total / storage_took:,.0f}",
-                ],
-                [
-                    "baseline: SeriesDetector.score_one alone (1 core)",
-                    total,
-                    f"{detector_took:.2f}",
-                    f"{total / detector_took:,.0f}",
-                ],
-            ],
+                f"ingestMetrics, {n} client{'s' if n > 1 else ''} (detection + alert rule)",
+                total,
+                f"{took[n]:.2f}",
+                f"{total / took[n]:,.0f}",
+                f"{cpu[n][0] / total * 1e6:.0f}",
+                f"{cpu[n][1] / total * 1e6:.0f}",
+            ]
         )
-    )
-    print()
-    print(
-        table(
-            ["during ingestMetrics", "CPU s", "share of wall time"],
+        rows.append(
             [
-                ["server process", f"{server_cpu:.1f}", f"{server_cpu / took:.0%}"],
-                ["nx-27017", f"{mongo_cpu:.1f}", f"{mongo_cpu / took:.0%}"],
-            ],
+                f"baseline: insert_many of the same documents, {n} inserter{'s' if n > 1 else ''}",
+                total,
+                f"{storage_took[n]:.2f}",
+                f"{total / storage_took[n]:,.0f}",
+                "",
+                "",
+            ]
         )
+    rows.append(
+        [
+            "baseline: SeriesDetector.score_one alone (1 core)",
+            total,
+            f"{detector_took:.2f}",
+            f"{total / detector_took:,.0f}",
+            "",
+            "",
+        ]
     )
+    headers = ["path", "points", "seconds", "points/s", "server CPU us/pt", "nx-27017 CPU us/pt"]
+    print(table(headers, rows))
     print()
     print(
         table(

@@ -25,7 +25,7 @@ from tunelytics.domain.monitoring.points import PointDraft, Reason, series_id
 from tunelytics.domain.tenancy import Tenant
 from tunelytics.services.monitoring import MonitoringService, MonitoringSettings
 from tunelytics.storage import Storage, connect
-from tunelytics.storage.monitoring import monitoring_store
+from tunelytics.storage.monitoring import PointRepository, monitoring_store
 
 INGEST = """mutation($points: [MetricPointInput!]!) { ingestMetrics(points: $points) {
   stored series { seriesId name labels { name value } score }
@@ -439,3 +439,62 @@ async def test_one_owner_per_series_and_a_takeover_fences_the_old_owner(
     assert not await store.checkpoints.save(tenant_id, sid, "first", version, state, 1, 10**13)
     assert await store.checkpoints.save(tenant_id, sid, "second", version, state, 1, 10**13)
     assert not await store.checkpoints.save(tenant_id, sid, "second", version, state, 1, 10**13)
+
+
+class HeldInserts(PointRepository):
+    """Points whose insert waits until `release` is set, for the batches that carry a
+    point of `series`: a batch stopped half-way, on the database."""
+
+    def __init__(self, points: PointRepository, series: str) -> None:
+        super().__init__(points.collection)
+        self.series = series
+        self.release = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def insert(
+        self, tenant_id: str, points: list[tuple[str, int, float, float]], retention_days: int
+    ) -> set[int]:
+        if any(row[0] == self.series for row in points):
+            self.waiting.set()
+            await self.release.wait()
+        return await super().insert(tenant_id, points, retention_days)
+
+
+async def test_concurrent_batches_of_one_series_lose_nothing_and_score_in_order(
+    storage: Storage,
+) -> None:
+    """A second batch of a series that arrives while the first waits on the database (a
+    client's retry of it, plus newer points) waits for it: the retried points are refused
+    and the detector learns each point once, in time order. A batch of other series is
+    not held up meanwhile."""
+    tenant_id = f"t-{uuid.uuid4().hex[:10]}"
+    await storage.tenants.create(Tenant(id=tenant_id, name="Concurrent"))
+    store = monitoring_store(storage.db)
+    sid = series_id("cpu", {"host": "a"})
+    held = HeldInserts(store.points, sid)
+    store.points = held
+    service = MonitoringService(store)
+    start = int(datetime.now(UTC).timestamp() * 1000) - 3_600_000
+    values = [float(v) for v in np.random.default_rng(3).normal(10, 1, 60)]
+
+    def drafts(host: str, rows: range) -> list[PointDraft]:
+        return [PointDraft("cpu", (("host", host),), start + i * 60_000, values[i]) for i in rows]
+
+    first = asyncio.create_task(service.ingest(tenant_id, drafts("a", range(0, 30)), 30))
+    await asyncio.wait_for(held.waiting.wait(), 30)
+    second = asyncio.create_task(service.ingest(tenant_id, drafts("a", range(0, 60)), 30))
+    other = await asyncio.wait_for(service.ingest(tenant_id, drafts("b", range(0, 60)), 30), 30)
+    assert other.stored == 60
+    assert not first.done() and not second.done()
+    held.release.set()
+    assert [(await first).stored, (await second).stored] == [30, 30]
+    assert (await first).rejected == []
+    retried = [(r.index, r.reason) for r in (await second).rejected]
+    assert retried == [(i, Reason.OUT_OF_ORDER) for i in range(29)] + [(29, Reason.DUPLICATE)]
+    detector = SeriesDetector()
+    expected = [detector.score_one(v, (start + i * 60_000) / 1000) for i, v in enumerate(values)]
+    stored = await store.points.between(tenant_id, sid, 0, 10**13 - 1, 100)
+    assert [p.value for p in stored] == values
+    assert np.allclose([p.score for p in stored], expected, rtol=0, atol=1e-12)
+    owned = service.owned[(tenant_id, sid)]
+    assert owned.last_at == start + 59 * 60_000 and owned.unsaved == 60

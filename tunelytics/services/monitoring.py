@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ import numpy as np
 from tunelytics.domain.monitoring.detector import SeriesDetector
 from tunelytics.domain.monitoring.points import (
     AcceptedPoint,
+    BatchPlan,
     PointDraft,
     PointRejection,
     Reason,
@@ -123,6 +124,9 @@ class MonitoringService:
         # Each tenant's retention in days (the periodic sweep's input).
         self.retentions = retentions
         self.owned: dict[tuple[str, str], OwnedSeries] = {}
+        # Per series: ingestion and checkpoints (one per series this replica has seen).
+        self.series_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Per tenant: changes of its alerts (shared with the AlertService).
         self.locks: dict[str, asyncio.Lock] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -131,22 +135,56 @@ class MonitoringService:
     async def ingest(
         self, tenant_id: str, drafts: Sequence[PointDraft], retention_days: int
     ) -> IngestResult:
-        lock = self.locks.setdefault(tenant_id, asyncio.Lock())
-        async with lock:
-            return await self._ingest(tenant_id, drafts, retention_days)
+        # Planned before any lock, at the batch's arrival time: which series it touches.
+        arrived = now_ms()
+        plan = plan_batch(drafts, {}, arrived, retention_days)
+        async with self._holding(tenant_id, plan.series):
+            result, samples = await self._ingest(tenant_id, drafts, retention_days, plan, arrived)
+            if self.alerts is None or not samples:
+                return result
+            # The tenant's lock (alert changes) is taken before the series' locks are let
+            # go: the next batch of these series reaches the alert engine after this one.
+            alerting = self.locks.setdefault(tenant_id, asyncio.Lock())
+            await alerting.acquire()
+        try:
+            await self.alerts.observe(tenant_id, samples, now_ms())
+        finally:
+            alerting.release()
+        return result
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, tenant_id: str, series_ids: Iterable[str]) -> AsyncIterator[None]:
+        """Hold the locks of these series: a series' detector is read, advanced and
+        stored by one batch at a time, across the awaits on the database in between.
+        Batches of other series run concurrently. Taken in one (sorted) order by every
+        caller, so two batches sharing series cannot deadlock."""
+        async with contextlib.AsyncExitStack() as held:
+            for sid in sorted(set(series_ids)):
+                lock = self.series_locks.setdefault((tenant_id, sid), asyncio.Lock())
+                await held.enter_async_context(lock)
+            yield
 
     async def _ingest(
-        self, tenant_id: str, drafts: Sequence[PointDraft], retention_days: int
-    ) -> IngestResult:
-        now = now_ms()
-        first = plan_batch(drafts, {}, now, retention_days)
-        refused = await self._own(tenant_id, list(first.series.values()), now)
+        self,
+        tenant_id: str,
+        drafts: Sequence[PointDraft],
+        retention_days: int,
+        first: BatchPlan,
+        arrived: int,
+    ) -> tuple[IngestResult, list[Sample]]:
+        refused = await self._own(tenant_id, list(first.series.values()), now_ms())
         last_at = {
             sid: owned.last_at
             for sid in first.series
             if (owned := self.owned.get((tenant_id, sid))) is not None and owned.last_at is not None
         }
-        plan = plan_batch(drafts, last_at, now, retention_days)
+        # Planning again against the series' last points changes nothing when each series'
+        # first point is newer than its last stored one (the usual case): planned once.
+        plan = (
+            first
+            if all(first.accepted[sid][0].at_ms > at for sid, at in last_at.items())
+            else plan_batch(drafts, last_at, arrived, retention_days)
+        )
         rejected = list(plan.rejected)
         rows: list[tuple[str, int, float, float]] = []
         origin: list[AcceptedPoint] = []
@@ -167,7 +205,7 @@ class MonitoringService:
             at_s = np.fromiter((p.at_ms / 1000.0 for p in accepted), float, len(accepted))
             scores = score_batch(owned.detector, values, at_s)
             for point, score in zip(accepted, scores.tolist(), strict=True):
-                rows.append((sid, point.at_ms, point.value, float(score)))
+                rows.append((sid, point.at_ms, point.value, score))
                 origin.append(point)
         duplicates = await self.points.insert(tenant_id, rows, retention_days)
         samples: list[Sample] = []
@@ -193,12 +231,11 @@ class MonitoringService:
             owned_series = self.owned.get((tenant_id, sid))
             if owned_series and owned_series.unsaved >= self.settings.checkpoint_points:
                 await self._checkpoint(tenant_id, owned_series)
-        if self.alerts is not None and samples:
-            await self.alerts.observe(tenant_id, samples, now)
         rejected.sort(key=lambda r: r.index)
-        return IngestResult(
+        result = IngestResult(
             stored=len(rows) - len(duplicates), scores=result_scores, rejected=rejected
         )
+        return result, samples
 
     async def _own(self, tenant_id: str, keys: list[SeriesKey], now: int) -> set[str]:
         """Make sure this replica holds each series; returns the IDs another one holds."""
@@ -313,7 +350,9 @@ class MonitoringService:
         for (tenant_id, _), owned in list(self.owned.items()):
             by_tenant.setdefault(tenant_id, []).append(owned)
         for tenant_id, series in by_tenant.items():
-            async with self.locks.setdefault(tenant_id, asyncio.Lock()):
+            async with self._holding(tenant_id, (s.key.id for s in series)):
+                # A batch may have taken a series over (a new detector) meanwhile.
+                series = [s for s in series if self.owned.get((tenant_id, s.key.id)) is s]
                 for owned in series:
                     old = time.monotonic() - owned.saved_at >= due_age
                     expiring = owned.lease_until - now < self.settings.lease_ms // 2
