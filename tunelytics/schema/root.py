@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from datetime import datetime
 from functools import partial
 
 import strawberry
@@ -51,6 +52,7 @@ from tunelytics.schema.monitoring import (
 )
 from tunelytics.schema.predict import PredictMutation, PredictQuery
 from tunelytics.schema.recommend import RecommendQuery
+from tunelytics.schema.scalars import DATETIME
 from tunelytics.schema.types import (
     Artist,
     Listen,
@@ -216,7 +218,7 @@ def build_schema(limits: Limits) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        config=StrawberryConfig(scalar_map={MetricValue: METRIC_VALUE}),
+        config=StrawberryConfig(scalar_map={MetricValue: METRIC_VALUE, datetime: DATETIME}),
         extensions=[
             OperationMetrics,
             RateLimit,
