@@ -179,6 +179,51 @@ def test_score_many_equals_score_one() -> None:
     assert untimed.tolist() == scores(list(series))
 
 
+BATCHED = {
+    "daily, timed": (daily(70, seed=12), True),
+    "integers with ties": (list(np.round(np.random.default_rng(13).normal(0, 1, 3000))), True),
+    "constant then a step": ([*([3.0] * 1200), *([7.0] * 900)], True),
+    "random walk, untimed": (list(np.cumsum(np.random.default_rng(14).normal(size=2500))), False),
+    "huge values": ([0.0, 1e308, -1e308, 0.0, 1e-308] * 300, True),
+    "tiny values": (list(1e-300 * np.random.default_rng(15).normal(size=1500)), True),
+}
+
+
+@pytest.mark.parametrize("name", BATCHED)
+@pytest.mark.parametrize("batch", [1, 97, 1000, 10_000])
+def test_score_many_equals_score_one_on_any_series_and_batch_size(name: str, batch: int) -> None:
+    """`score_many` scores a batch vectorised (one nearest-neighbour search along the lags
+    for all its points, the windows' statistics at once): bit for bit the scores and the
+    state of point-by-point scoring, whatever the batch boundaries; non-finite values
+    inside a batch are skipped as `score_one` skips them."""
+    values, timed = BATCHED[name]
+    series = np.array(values, dtype=float)
+    series[::211] = np.nan
+    at = HOUR * np.arange(len(series)) if timed else None
+    one = SeriesDetector()
+    expected = [
+        one.score_one(float(v), None if at is None else float(at[i])) for i, v in enumerate(series)
+    ]
+    many = SeriesDetector()
+    got = [
+        many.score_many(series[i : i + batch], None if at is None else at[i : i + batch])
+        for i in range(0, len(series), batch)
+    ]
+    assert np.concatenate(got).tolist() == expected
+    assert json.dumps(many.state()) == json.dumps(one.state())
+
+
+@pytest.mark.parametrize("length", [8, 12, 16])
+def test_context_novelty_batches_equal_single_points_for_any_context_length(length: int) -> None:
+    """The batched search sums the context by doubling, then exactly for the nearest few:
+    also where the length is no power of two."""
+    series = np.sin(np.arange(2500) / 7) + np.random.default_rng(16).normal(0, 0.1, 2500)
+    config = ContextConfig(length=length, memory=300)
+    one, many = ContextNovelty(config), ContextNovelty(config)
+    assert many.score_many(series).tolist() == [one.score_one(float(v)) for v in series]
+    assert json.dumps(many.state()) == json.dumps(one.state())
+
+
 def test_state_is_json_and_resumes_exactly() -> None:
     """Resumed past the point where the context memory wraps around."""
     series = daily(60, seed=5)

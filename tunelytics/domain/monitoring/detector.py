@@ -84,17 +84,27 @@ class SeriesDetector:
         self.score_one(value, at)
 
     def score_many(self, values: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
-        """`score_one` over a batch, in order: exactly the same scores and final state."""
+        """`score_one` over a batch, in order: exactly the same scores and final state. Each
+        detector takes the batch's finite values at once (they do not depend on each
+        other's scores); only the alarm logic goes point by point."""
         values = np.asarray(values, dtype=float)
+        if at is not None and len(at) != len(values):
+            raise ValueError("values and timestamps differ in length")
         out = np.zeros(len(values))
-        if at is None:
-            for i, value in enumerate(values.tolist()):
-                out[i] = self.score_one(value)
-        else:
-            for i, (value, when) in enumerate(
-                zip(values.tolist(), np.asarray(at, dtype=float).tolist(), strict=True)
-            ):
-                out[i] = self.score_one(value, when)
+        finite = np.flatnonzero(np.isfinite(values))
+        kept = values[finite]
+        when = None if at is None else np.asarray(at, dtype=float)[finite]
+        score = np.maximum(
+            np.maximum(self.context.score_many(kept), self.robust.score_many(kept, when)),
+            self.volatility.score_many(kept),
+        )
+        with np.errstate(invalid="ignore"):
+            inside = (score >= 0.0) & (score <= 1.0)
+        score = np.where(inside, score, np.where(score > 1.0, 1.0, 0.0))
+        once = self._once
+        for i, s in zip(finite.tolist(), score.tolist(), strict=True):
+            self.seen += 1
+            out[i] = once(s)
         return out
 
     def _once(self, score: float) -> float:

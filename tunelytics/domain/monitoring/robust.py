@@ -24,7 +24,16 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from tunelytics.domain.monitoring.context import from_surprise, surprise, tail_rank
+import numpy as np
+
+from tunelytics.domain.monitoring.context import (
+    LARGE,
+    discounted_many,
+    from_surprise,
+    surprise,
+    tail_rank,
+    tail_rank_many,
+)
 from tunelytics.domain.monitoring.window import SortedWindow
 
 DAY = 86_400.0
@@ -58,6 +67,18 @@ def _robust_z(value: float, window: SortedWindow, spread_floor: float) -> float:
     spread = (s[(3 * n) // 4] - s[n // 4]) / 1.349
     z = abs(value - window.median()) / max(spread, spread_floor)
     return z if not math.isnan(z) else 0.0
+
+
+def _robust_z_many(
+    values: np.ndarray, quartiles: tuple[np.ndarray, np.ndarray, np.ndarray], floor: np.ndarray
+) -> np.ndarray:
+    """`_robust_z` of each of `values` against its window's (median, lower, upper
+    quartile), as `SortedWindow.quartiles_many` gives them."""
+    median, low, high = quartiles
+    spread = (high - low) / 1.349
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        z = np.abs(values - median) / np.where(floor > spread, floor, spread)  # max(), NaN too
+    return np.where(np.isnan(z), 0.0, z)
 
 
 class RobustViews:
@@ -122,6 +143,107 @@ class RobustViews:
 
     def learn_one(self, value: float, at: float | None = None) -> None:
         self.score_one(value, at)
+
+    def score_many(self, values: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+        """`score_one` over finite `values` (observed at `at`), in order: the same scores and
+        state."""
+        c = self.config
+        out = np.zeros(len(values))
+        i = 0
+        while i < len(values) and (
+            len(self.levels) < c.warmup or (at is not None and not self.period)
+        ):
+            out[i] = self.score_one(float(values[i]), None if at is None else float(at[i]))
+            i += 1
+        if i < len(values):
+            out[i:] = self._score_steady(values[i:])
+        return out
+
+    def _score_steady(self, values: np.ndarray) -> np.ndarray:
+        """A batch once the levels are warm and the sampling interval is settled (or never
+        known): every view of every point at once, the windows' quartiles and the ranks
+        taken as they stood before each point."""
+        c, b = self.config, len(values)
+        assert self.previous is not None and self.low is not None and self.high is not None
+        if not (max(-self.low, self.high) <= LARGE and np.abs(values).max() <= LARGE):
+            return np.array([self.score_one(v) for v in values.tolist()])
+        each = np.arange(b)
+        seasonal, has_seasonal = self._seasonal_many(values, self.period, c.seasonal_days)
+        weekly, has_weekly = self._seasonal_many(values, self.week, c.seasonal_weeks)
+        recent = np.concatenate([np.array(self.recent), values])
+        short = np.zeros(b)
+        for k in range(c.short_mean - 1, -1, -1):  # sum() of the deque: oldest first
+            short = short + recent[len(recent) - b - k : len(recent) - k]
+        short = short / c.short_mean
+        before = np.concatenate([[self.previous], values[:-1]])
+        steps = values - before
+        levels = self.levels.quartiles_many(values, each)
+        floor = 1e-9 + 1e-6 * np.abs(levels[0])
+        views: list[tuple[np.ndarray, np.ndarray | None]] = [
+            (_robust_z_many(values, levels, floor), None),
+            (_robust_z_many(steps, self.steps.quartiles_many(steps, each), floor), None),
+            (_robust_z_many(short, levels, floor), None),
+        ]
+        for residual, has, window in (
+            (seasonal, has_seasonal, self.residuals),
+            (weekly, has_weekly, self.weekly_residuals),
+        ):
+            added = residual[has]
+            counts = np.cumsum(has) - has  # residuals added before each point
+            ranked = has & (len(window) + counts >= c.warmup)
+            view = np.zeros(b)
+            view[ranked] = _robust_z_many(
+                residual[ranked], window.quartiles_many(added, counts[ranked]), floor[ranked]
+            )
+            views.append((view, ranked))
+        score = np.zeros(b)
+        for (view, ranked), history in zip(views, self.histories, strict=True):
+            if ranked is None:
+                score = np.maximum(score, tail_rank_many(view, history, c.warmup))
+            else:
+                score[ranked] = np.maximum(
+                    score[ranked], tail_rank_many(view[ranked], history, c.warmup)
+                )
+        score = discounted_many(score, math.log(VIEWS))
+        lows = np.minimum.accumulate(np.concatenate([[self.low], values]))
+        highs = np.maximum.accumulate(np.concatenate([[self.high], values]))
+        low, high = lows[:-1], highs[:-1]
+        margin = c.range_tolerance * (high - low)
+        outside = (high > low) & ((values > high + margin) | (values < low - margin))
+        score = np.maximum(score, np.where(outside, from_surprise(c.range_surprise), 0.0))
+        self.low, self.high = float(lows[-1]), float(highs[-1])
+        self.recent.extend(values[-c.short_mean :].tolist())
+        if self.period > 0:
+            self.past.extend(values.tolist())
+        self.previous = float(values[-1])
+        return score
+
+    def _seasonal_many(
+        self, values: np.ndarray, period: int, most: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`_seasonal_residual` of each of `values` as `past` grows with them, and where
+        there is one."""
+        b = len(values)
+        if period <= 0:
+            return np.zeros(b), np.zeros(b, dtype=bool)
+        n0 = len(self.past)
+        past = np.concatenate([np.array(self.past), values])
+        held = np.minimum(n0 + np.arange(b), self.past.maxlen or n0 + b)
+        has = held >= 2 * period
+        if not has.any():
+            return np.zeros(b), has
+        taken = np.minimum(held // period, most)  # same times in the past, per point
+        k = np.arange(1, most + 1)
+        at = n0 + np.arange(b)[:, None] - k[None, :] * period
+        same_time = np.where(k[None, :] <= taken[:, None], past[np.maximum(at, 0)], np.inf)
+        same_time.sort(axis=1, kind="stable")  # as sorted(): which of 0.0 and -0.0 is the median
+        rows = np.arange(b)
+        m = np.maximum(taken, 1)
+        middle = same_time[rows, m // 2]
+        median = np.where(
+            m % 2 == 1, middle, 0.5 * (same_time[rows, np.maximum(m // 2 - 1, 0)] + middle)
+        )
+        return np.where(has, values - median, 0.0), has
 
     def _outside_range(self, value: float) -> float:
         """A record score when `value` is far outside every value seen, then learn it."""

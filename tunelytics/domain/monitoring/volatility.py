@@ -24,7 +24,16 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from tunelytics.domain.monitoring.context import from_surprise, surprise, tail_rank
+import numpy as np
+
+from tunelytics.domain.monitoring.context import (
+    LARGE,
+    discounted_many,
+    from_surprise,
+    surprise,
+    tail_rank,
+    tail_rank_many,
+)
 from tunelytics.domain.monitoring.window import SortedWindow
 
 
@@ -76,6 +85,38 @@ class Volatility:
 
     def learn_one(self, value: float) -> None:
         self.score_one(value)
+
+    def score_many(self, values: np.ndarray) -> np.ndarray:
+        """`score_one` over finite `values`, in order: the same scores and state."""
+        out = np.zeros(len(values))
+        i, span = 0, max(self.config.spans)
+        while i < len(values) and len(self.steps) < span:
+            out[i] = self.score_one(float(values[i]))
+            i += 1
+        if i < len(values):
+            out[i:] = self._score_steady(values[i:])
+        return out
+
+    def _score_steady(self, values: np.ndarray) -> np.ndarray:
+        """A batch once every span has its steps: the views of all its points at once, summed
+        as `score_one` sums them (the newest step first), then ranked in their histories."""
+        c, b = self.config, len(values)
+        assert self.previous is not None
+        if not max(max(self.steps), abs(self.previous), np.abs(values).max()) <= LARGE:
+            return np.array([self.score_one(v) for v in values.tolist()])
+        before = np.concatenate([[self.previous], values[:-1]])
+        steps = np.concatenate([np.array(self.steps), np.abs(values - before)])
+        newest = len(steps) - b
+        score = np.zeros(b)
+        for span, views in zip(c.spans, self.views, strict=True):
+            total = np.zeros(b)
+            for k in range(span):
+                total = total + steps[newest - k : len(steps) - k]
+            ranks = tail_rank_many(total / span, views, c.warmup, c.spread_quantile)
+            score = np.maximum(score, ranks)
+        self.steps.extend(steps[-max(c.spans) :].tolist())
+        self.previous = float(values[-1])
+        return discounted_many(score, c.discount)
 
     def state(self) -> dict[str, Any]:
         return {

@@ -7,6 +7,8 @@ from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from typing import Any
 
+import numpy as np
+
 
 class SortedWindow:
     """
@@ -42,6 +44,33 @@ class SortedWindow:
         below = bisect_left(self.sorted, value)
         equal = bisect_right(self.sorted, value) - below
         return (below + 0.5 * equal) / len(self.sorted)
+
+    def quartiles_many(
+        self, added: np.ndarray, counts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`add` each of `added`, in order, reporting the median, lower and upper quartile
+        (`sorted[n // 4]`, `sorted[3 * n // 4]`) after the first `counts[i]` of them, for
+        each i (`counts` ascending, each within the window's values). A plain loop: a
+        numpy sort of every window state costs more than the insertions."""
+        wanted = counts.tolist()
+        median: list[float] = []
+        low: list[float] = []
+        high: list[float] = []
+        s, size, q = self.sorted, self.size, 0
+        oldest, newest = self.order.popleft, self.order.append
+        for j, value in enumerate([*added.tolist(), None]):
+            n = len(s)
+            while q < len(wanted) and wanted[q] == j:
+                median.append(s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2]))
+                low.append(s[n // 4])
+                high.append(s[(3 * n) // 4])
+                q += 1
+            if value is not None:  # self.add(value), inline
+                if n == size:
+                    del s[bisect_left(s, oldest())]
+                newest(value)
+                insort(s, value)
+        return np.array(median), np.array(low), np.array(high)
 
     def state(self) -> dict[str, Any]:
         return {"size": self.size, "values": list(self.order)}
