@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tunelytics.domain.monitoring.context import ContextConfig, ContextNovelty
+from tunelytics.domain.monitoring.context import SMALL, ContextConfig, ContextNovelty
 from tunelytics.domain.monitoring.robust import RobustConfig, RobustViews
 from tunelytics.domain.monitoring.volatility import Volatility, VolatilityConfig
 
@@ -91,6 +91,11 @@ class SeriesDetector:
         if at is not None and len(at) != len(values):
             raise ValueError("values and timestamps differ in length")
         out = np.zeros(len(values))
+        if len(values) < SMALL:
+            when_each = [None] * len(values) if at is None else np.asarray(at, float).tolist()
+            for i, (value, when_one) in enumerate(zip(values.tolist(), when_each, strict=True)):
+                out[i] = self.score_one(value, when_one)
+            return out
         finite = np.flatnonzero(np.isfinite(values))
         kept = values[finite]
         when = None if at is None else np.asarray(at, dtype=float)[finite]

@@ -28,6 +28,7 @@ import numpy as np
 
 from tunelytics.domain.monitoring.context import (
     LARGE,
+    SMALL,
     discounted_many,
     from_surprise,
     surprise,
@@ -155,8 +156,11 @@ class RobustViews:
         ):
             out[i] = self.score_one(float(values[i]), None if at is None else float(at[i]))
             i += 1
-        if i < len(values):
+        if len(values) - i >= SMALL:
             out[i:] = self._score_steady(values[i:])
+        else:
+            for k in range(i, len(values)):
+                out[k] = self.score_one(float(values[k]), None if at is None else float(at[k]))
         return out
 
     def _score_steady(self, values: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 
 from tunelytics.domain.monitoring.context import (
     LARGE,
+    SMALL,
     discounted_many,
     from_surprise,
     surprise,
@@ -93,8 +94,11 @@ class Volatility:
         while i < len(values) and len(self.steps) < span:
             out[i] = self.score_one(float(values[i]))
             i += 1
-        if i < len(values):
+        if len(values) - i >= SMALL:
             out[i:] = self._score_steady(values[i:])
+        else:
+            for k in range(i, len(values)):
+                out[k] = self.score_one(float(values[k]))
         return out
 
     def _score_steady(self, values: np.ndarray) -> np.ndarray:
