@@ -127,9 +127,16 @@ def from_surprise(nats: float) -> float:
 
 
 def discounted_many(ranks: np.ndarray, nats: float) -> np.ndarray:
-    """`from_surprise(surprise(rank) - nats)` of each rank (with `math`'s logarithm and
-    exponential, which numpy's need not match to the last bit)."""
-    return np.array([from_surprise(surprise(r) - nats) for r in ranks.tolist()])
+    """`from_surprise(surprise(rank) - nats)` of each rank, with `math`'s logarithm and
+    exponential (numpy's need not match them to the last bit). Ranks whose surprise is
+    clearly below `nats` map to exactly 0 (`from_surprise` of a negative); numpy's
+    logarithm, off by an ulp at most, only picks them out."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rough = -np.log(1 - ranks / 0.99 * (1 - 1 / REFERENCE))
+    out = np.zeros(len(ranks))
+    for i in np.flatnonzero(~((ranks < 0.99) & (rough < nats - 1e-9))).tolist():
+        out[i] = from_surprise(surprise(float(ranks[i])) - nats)
+    return out
 
 
 def _nearest(y: np.ndarray, start: int, memory: int, gap: int, length: int) -> np.ndarray:

@@ -50,27 +50,34 @@ class SortedWindow:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`add` each of `added`, in order, reporting the median, lower and upper quartile
         (`sorted[n // 4]`, `sorted[3 * n // 4]`) after the first `counts[i]` of them, for
-        each i (`counts` ascending, each within the window's values). A plain loop: a
+        each i (none beyond len(added); each state must hold a value). A plain loop: a
         numpy sort of every window state costs more than the insertions."""
-        wanted = counts.tolist()
+        wanted = np.zeros(len(added) + 1, dtype=bool)
+        wanted[counts] = True
         median: list[float] = []
         low: list[float] = []
         high: list[float] = []
-        s, size, q = self.sorted, self.size, 0
+        s, size = self.sorted, self.size
         oldest, newest = self.order.popleft, self.order.append
-        for j, value in enumerate([*added.tolist(), None]):
+        half, odd, lower, upper = size // 2, size % 2, size // 4, (3 * size) // 4
+        for value, report in zip([*added.tolist(), None], wanted.tolist(), strict=True):
             n = len(s)
-            while q < len(wanted) and wanted[q] == j:
+            if report and n == size:  # the usual case, its positions known
+                median.append(s[half] if odd else 0.5 * (s[half - 1] + s[half]))
+                low.append(s[lower])
+                high.append(s[upper])
+            elif report:
                 median.append(s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2]))
                 low.append(s[n // 4])
                 high.append(s[(3 * n) // 4])
-                q += 1
-            if value is not None:  # self.add(value), inline
-                if n == size:
-                    del s[bisect_left(s, oldest())]
-                newest(value)
-                insort(s, value)
-        return np.array(median), np.array(low), np.array(high)
+            if value is None:
+                break
+            if n == size:  # self.add(value), inline
+                del s[bisect_left(s, oldest())]
+            newest(value)
+            insort(s, value)
+        at = np.searchsorted(np.flatnonzero(wanted), counts)
+        return np.array(median)[at], np.array(low)[at], np.array(high)[at]
 
     def state(self) -> dict[str, Any]:
         return {"size": self.size, "values": list(self.order)}
