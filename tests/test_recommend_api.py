@@ -10,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import torch
 
 from tests.conftest import SeededTenant, make_tenant
 from tests.helpers import Api, ApiServer, codes
 from tests.training import train
-from tunelytics.services.serving import BatchKey, Coalescer, MicroBatcher, batch_key
+from tunelytics.pubsub import LocalBroadcaster
+from tunelytics.services.serving import BatchKey, Coalescer, MicroBatcher, ModelServer, batch_key
 from tunelytics.storage import Storage
 
 RECOMMEND = """
@@ -219,6 +221,23 @@ async def test_a_tenant_without_a_model_gets_model_not_ready(
         (FOR_TRACKS, {"seeds": [], "first": 5}),
     ]:
         assert codes(await api.post(query, variables, other_tenant.viewer)) == ["MODEL_NOT_READY"]
+
+
+def test_inference_runs_torch_on_its_own_thread_alone(storage: Storage) -> None:
+    """The inference thread shares the cores with the event loop: its torch ops use one
+    thread; threads that start later (training) keep torch's default."""
+
+    def threads_in_a_new_thread() -> int:
+        with ThreadPoolExecutor(1) as other:
+            return other.submit(torch.get_num_threads).result()
+
+    default = threads_in_a_new_thread()
+    models = ModelServer(storage, LocalBroadcaster(), {})
+    try:
+        assert models.executor.submit(torch.get_num_threads).result() == 1
+        assert threads_in_a_new_thread() == default
+    finally:
+        models.executor.shutdown()
 
 
 async def test_the_micro_batcher_makes_one_call_per_key_and_aligns_results() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
@@ -177,6 +178,26 @@ class Served:
         return await self.batcher.submit(batch_key(method, arguments), item)
 
 
+def single_threaded_torch() -> None:
+    """Executor initializer: torch ops of the calling thread run on that thread alone.
+
+    The inference thread shares two cores with the event loop: with torch's default of one
+    intra-op thread per core, every batch's matrix products waited at an OpenMP barrier for
+    a peer thread the loop (or another process) held the core from, and spun meanwhile. A
+    recommendation cost 4-8 ms of server CPU under load instead of 1.1-1.4 (docs/benchmarks.md,
+    issue 4). torch keeps the count per thread once a thread has used it, but
+    set_num_threads also sets the default that threads starting later copy (the training
+    thread's), so a throwaway thread puts that default back.
+    """
+    import torch
+
+    default = torch.get_num_threads()
+    torch.set_num_threads(1)
+    restore = threading.Thread(target=torch.set_num_threads, args=(default,))
+    restore.start()
+    restore.join()
+
+
 class ModelServer:
     """The active model of each (tenant, kind) this process has served, kept current."""
 
@@ -196,7 +217,9 @@ class ModelServer:
         self.max_batch = max_batch
         self.recheck_s = recheck_s
         # Batches queue behind each other here rather than fight for the two cores.
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="inference", initializer=single_threaded_torch
+        )
         self.served: dict[tuple[str, ModelKind], Served] = {}
         self.loading: dict[tuple[str, ModelKind], asyncio.Task[Served]] = {}
         self.switching: defaultdict[tuple[str, ModelKind], asyncio.Lock] = defaultdict(asyncio.Lock)
