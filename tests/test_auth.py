@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -344,6 +345,34 @@ def test_verifier_rs256() -> None:
     # mint_token signs with the private key when configured with one.
     minting = Settings(jwt_algorithm="RS256", jwt_secret=None, jwt_private_key=keys.private_pem)
     assert verifier.verify(mint_token(minting, "acme", ["ingest"])).roles == {Role.INGEST}
+
+
+def test_a_token_used_again_is_refused_once_it_expires() -> None:
+    """Verified tokens are answered from memory on later requests: the expiry still holds,
+    to the second PyJWT itself refuses at."""
+    verifier = TokenVerifier(HS)
+    exp = int(time.time()) + 2
+    tok = hs256(claims("acme", exp=exp))
+    first = verifier.verify(tok)
+    assert verifier.verify(tok) == first
+    time.sleep(max(0.0, exp - time.time()))
+    with pytest.raises(InvalidToken, match="token has expired"):
+        verifier.verify(tok)
+    with pytest.raises(InvalidToken, match="token has expired"):
+        verifier.verify(tok)
+
+
+def test_a_refused_token_stays_refused_and_a_good_one_beside_it_is_accepted() -> None:
+    verifier = TokenVerifier(HS)
+    good = hs256(claims("acme"))
+    for bad in (
+        hs256(claims("acme"), WRONG_SECRET),
+        hs256(claims("acme", nbf=int(time.time()) + 600)),
+    ):
+        for _ in range(2):
+            with pytest.raises(InvalidToken):
+                verifier.verify(bad)
+        assert verifier.verify(good).tenant_id == "acme"
 
 
 def test_verifier_needs_a_key() -> None:
