@@ -4,8 +4,8 @@ Points are keyed `_id = "<tenant>/<series>/<ms, 13 digits>"`: the primary index 
 serves a series' time range (one `_id` range scan) and refuses a second point at the same
 time, so no secondary index slows the biggest write path. Times are epoch milliseconds
 (integers): the embedded server compares dates only to the second (docs/mongodb-compat.md).
-`expire_at` carries MongoDB's TTL deletion; the periodic sweep (`delete_before`) enforces
-retention on servers that do not run TTL monitors, the embedded one included.
+`expire_at` carries MongoDB's TTL deletion (nx-27017 honours it too, docs/mongodb-compat.md);
+the periodic sweep (`delete_before`) enforces retention on servers that run no TTL monitor.
 
 Checkpoints live in their own collection, so listing series never reads detector state.
 A checkpoint is written only by the replica holding the series' lease, with a version
