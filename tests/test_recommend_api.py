@@ -4,6 +4,7 @@ knobs, cold start, micro-batched answers equal to single ones, and every bad inp
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -258,6 +259,31 @@ async def test_the_micro_batcher_makes_one_call_per_key_and_aligns_results() -> 
         )
     assert results == [i * 2 for i in range(10)] + [i * 3 for i in range(5)]
     assert sorted(len(items) for _, items in calls) == [5, 10]
+
+
+async def test_calls_arriving_while_a_batch_runs_go_together_when_it_is_done() -> None:
+    """Windows that close while a batch runs do not queue small batches behind it."""
+    started, release = threading.Event(), threading.Event()
+    calls: list[list[int]] = []
+
+    def run(key: BatchKey, items: list[int]) -> list[int]:
+        calls.append(items)
+        started.set()
+        release.wait(10)
+        return items
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher: MicroBatcher[int, int] = MicroBatcher(run, executor, window_s=0.001)
+        key = batch_key("f", {})
+        first = asyncio.ensure_future(batcher.submit(key, 0))
+        await asyncio.to_thread(started.wait, 10)
+        later = []
+        for i in range(1, 6):  # each in a window of its own
+            later.append(asyncio.ensure_future(batcher.submit(key, i)))
+            await asyncio.sleep(0.005)
+        release.set()
+        assert await asyncio.gather(first, *later) == list(range(6))
+    assert calls == [[0], [1, 2, 3, 4, 5]]
 
 
 async def test_a_failing_batch_fails_each_caller() -> None:

@@ -50,7 +50,14 @@ class ModelUnavailable(Exception):
 
 class MicroBatcher(Generic[I, R]):
     """Collects concurrent calls with the same key for `window_s` (or `max_batch` items)
-    and runs them as one batch call in the executor; results align with items."""
+    and runs them as one batch call in the executor; results align with items.
+
+    While one of its batches runs, a window that closes does not send its batch to queue
+    behind it: the batch keeps collecting and goes when the running one is done (or when it
+    is full). It would have waited that long in the executor anyway; this way one batch,
+    not several small ones, pays the model's fixed cost per call (the scan of the item
+    matrix: most of a recommendation's model CPU at the batch sizes a 1 ms window gives).
+    """
 
     def __init__(
         self,
@@ -65,6 +72,9 @@ class MicroBatcher(Generic[I, R]):
         self.max_batch = max_batch
         self.pending: dict[BatchKey, list[tuple[I, asyncio.Future[R]]]] = defaultdict(list)
         self.timers: dict[BatchKey, asyncio.TimerHandle] = {}
+        # Keys whose window closed while a batch was running: they go when none runs.
+        self.held: set[BatchKey] = set()
+        self.running = 0
         self.batches = 0
         self.items = 0
 
@@ -75,18 +85,27 @@ class MicroBatcher(Generic[I, R]):
         waiting.append((item, future))
         if len(waiting) >= self.max_batch:
             self._flush(key)
-        elif key not in self.timers:
-            self.timers[key] = loop.call_later(self.window_s, self._flush, key)
+        elif key not in self.timers and key not in self.held:
+            self.timers[key] = loop.call_later(self.window_s, self._window_closed, key)
         return await future
+
+    def _window_closed(self, key: BatchKey) -> None:
+        if self.running:
+            self.timers.pop(key, None)
+            self.held.add(key)
+        else:
+            self._flush(key)
 
     def _flush(self, key: BatchKey) -> None:
         timer = self.timers.pop(key, None)
         if timer is not None:
             timer.cancel()
+        self.held.discard(key)
         batch = self.pending.pop(key, [])
         if batch:
             self.batches += 1
             self.items += len(batch)
+            self.running += 1
             asyncio.get_running_loop().create_task(self._execute(key, batch))
 
     async def _execute(self, key: BatchKey, batch: list[tuple[I, asyncio.Future[R]]]) -> None:
@@ -102,9 +121,17 @@ class MicroBatcher(Generic[I, R]):
                 if not future.done():
                     future.set_exception(error)
             return
+        finally:
+            self._done()
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+    def _done(self) -> None:
+        self.running -= 1
+        if not self.running:
+            for key in list(self.held):
+                self._flush(key)
 
 
 class Coalescer(Generic[K, V]):
