@@ -20,6 +20,7 @@ import math
 import threading
 from bisect import bisect_left, bisect_right
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -139,6 +140,28 @@ def discounted_many(ranks: np.ndarray, nats: float) -> np.ndarray:
     return out
 
 
+def score_batch(
+    count: int,
+    warming: Callable[[], bool],
+    one: Callable[[int], float],
+    steady: Callable[[int], np.ndarray],
+) -> np.ndarray:
+    """The batched form shared by the detectors: point `i` by `one(i)` while `warming()`
+    (the state a vectorised step needs is not there yet), then the rest by `steady(start)`
+    at once, or point by point again when fewer than SMALL points are left."""
+    out = np.zeros(count)
+    i = 0
+    while i < count and warming():
+        out[i] = one(i)
+        i += 1
+    if count - i >= SMALL:
+        out[i:] = steady(i)
+    else:
+        for k in range(i, count):
+            out[k] = one(k)
+    return out
+
+
 def _nearest(y: np.ndarray, start: int, memory: int, gap: int, length: int) -> np.ndarray:
     """For each context of `y` (`length` values) ending at y[start:], the L1 distance to
     the nearest of the contexts `gap + 1` to `gap + memory` points before it that lie in
@@ -245,19 +268,19 @@ class ContextNovelty:
 
     def score_many(self, values: np.ndarray) -> np.ndarray:
         """`score_one` over finite `values`, in order: the same scores and state."""
-        out = np.zeros(len(values))
-        c, i = self.config, 0
-        while i < len(values) and (len(self.recent) < c.length - 1 or self.stored < c.min_memory):
-            out[i] = self.score_one(float(values[i]))
-            i += 1
-        if len(values) - i < SMALL:
-            out[i:] = [self.score_one(v) for v in values[i:].tolist()]
-            return out
-        steps = -(-(len(values) - i) // CHUNK)  # even steps: no small one at the end
-        bounds = np.linspace(i, len(values), steps + 1).astype(int).tolist()
-        for start, stop in pairwise(bounds):
-            out[start:stop] = self._score_searched(values[start:stop])
-        return out
+        c = self.config
+
+        def steady(start: int) -> np.ndarray:
+            steps = -(-(len(values) - start) // CHUNK)  # even steps: no small one at the end
+            bounds = np.linspace(start, len(values), steps + 1).astype(int).tolist()
+            return np.concatenate([self._score_searched(values[a:b]) for a, b in pairwise(bounds)])
+
+        return score_batch(
+            len(values),
+            lambda: len(self.recent) < c.length - 1 or self.stored < c.min_memory,
+            lambda i: self.score_one(float(values[i])),
+            steady,
+        )
 
     def _score_searched(self, values: np.ndarray) -> np.ndarray:
         """A batch once the memory is searched: the nearest distances of all its contexts

@@ -28,9 +28,9 @@ import numpy as np
 
 from tunelytics.domain.monitoring.context import (
     LARGE,
-    SMALL,
     discounted_many,
     from_surprise,
+    score_batch,
     surprise,
     tail_rank,
     tail_rank_many,
@@ -149,19 +149,12 @@ class RobustViews:
         """`score_one` over finite `values` (observed at `at`), in order: the same scores and
         state."""
         c = self.config
-        out = np.zeros(len(values))
-        i = 0
-        while i < len(values) and (
-            len(self.levels) < c.warmup or (at is not None and not self.period)
-        ):
-            out[i] = self.score_one(float(values[i]), None if at is None else float(at[i]))
-            i += 1
-        if len(values) - i >= SMALL:
-            out[i:] = self._score_steady(values[i:])
-        else:
-            for k in range(i, len(values)):
-                out[k] = self.score_one(float(values[k]), None if at is None else float(at[k]))
-        return out
+        return score_batch(
+            len(values),
+            lambda: len(self.levels) < c.warmup or (at is not None and not self.period),
+            lambda i: self.score_one(float(values[i]), None if at is None else float(at[i])),
+            lambda start: self._score_steady(values[start:]),
+        )
 
     def _score_steady(self, values: np.ndarray) -> np.ndarray:
         """A batch once the levels are warm and the sampling interval is settled (or never

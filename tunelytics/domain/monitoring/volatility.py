@@ -28,9 +28,9 @@ import numpy as np
 
 from tunelytics.domain.monitoring.context import (
     LARGE,
-    SMALL,
     discounted_many,
     from_surprise,
+    score_batch,
     surprise,
     tail_rank,
     tail_rank_many,
@@ -89,17 +89,13 @@ class Volatility:
 
     def score_many(self, values: np.ndarray) -> np.ndarray:
         """`score_one` over finite `values`, in order: the same scores and state."""
-        out = np.zeros(len(values))
-        i, span = 0, max(self.config.spans)
-        while i < len(values) and len(self.steps) < span:
-            out[i] = self.score_one(float(values[i]))
-            i += 1
-        if len(values) - i >= SMALL:
-            out[i:] = self._score_steady(values[i:])
-        else:
-            for k in range(i, len(values)):
-                out[k] = self.score_one(float(values[k]))
-        return out
+        span = max(self.config.spans)
+        return score_batch(
+            len(values),
+            lambda: len(self.steps) < span,
+            lambda i: self.score_one(float(values[i])),
+            lambda start: self._score_steady(values[start:]),
+        )
 
     def _score_steady(self, values: np.ndarray) -> np.ndarray:
         """A batch once every span has its steps: the views of all its points at once, summed
