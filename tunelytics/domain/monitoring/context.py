@@ -140,7 +140,7 @@ def discounted_many(ranks: np.ndarray, nats: float) -> np.ndarray:
     return out
 
 
-def score_batch(
+def split_batch(
     count: int,
     warming: Callable[[], bool],
     one: Callable[[int], float],
@@ -275,7 +275,7 @@ class ContextNovelty:
             bounds = np.linspace(start, len(values), steps + 1).astype(int).tolist()
             return np.concatenate([self._score_searched(values[a:b]) for a, b in pairwise(bounds)])
 
-        return score_batch(
+        return split_batch(
             len(values),
             lambda: len(self.recent) < c.length - 1 or self.stored < c.min_memory,
             lambda i: self.score_one(float(values[i])),

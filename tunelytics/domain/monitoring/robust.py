@@ -30,7 +30,7 @@ from tunelytics.domain.monitoring.context import (
     LARGE,
     discounted_many,
     from_surprise,
-    score_batch,
+    split_batch,
     surprise,
     tail_rank,
     tail_rank_many,
@@ -149,7 +149,7 @@ class RobustViews:
         """`score_one` over finite `values` (observed at `at`), in order: the same scores and
         state."""
         c = self.config
-        return score_batch(
+        return split_batch(
             len(values),
             lambda: len(self.levels) < c.warmup or (at is not None and not self.period),
             lambda i: self.score_one(float(values[i]), None if at is None else float(at[i])),

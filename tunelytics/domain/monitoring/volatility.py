@@ -30,7 +30,7 @@ from tunelytics.domain.monitoring.context import (
     LARGE,
     discounted_many,
     from_surprise,
-    score_batch,
+    split_batch,
     surprise,
     tail_rank,
     tail_rank_many,
@@ -90,7 +90,7 @@ class Volatility:
     def score_many(self, values: np.ndarray) -> np.ndarray:
         """`score_one` over finite `values`, in order: the same scores and state."""
         span = max(self.config.spans)
-        return score_batch(
+        return split_batch(
             len(values),
             lambda: len(self.steps) < span,
             lambda i: self.score_one(float(values[i])),
