@@ -4,8 +4,9 @@ latency from the ingest call to the event on a WebSocket subscription.
 
 Side by side, in the same run and on the same points: the two halves of the pipeline on
 their own, the baselines that bound it:
-  * storage: PyMongo `insert_many` of the same point documents into a collection with the
-    same indexes (the TTL index on `expire_at`): the database's ceiling;
+  * storage: PyMongo `insert_many` of the same points' documents into a collection with the
+    same indexes (the TTL index on `expire_at`): the bucket documents ingestion writes (the
+    database's ceiling), and one document a point (the layout before buckets);
   * detector: `SeriesDetector` scoring the same values in this process (one core).
 CPU seconds of the server and of nx-27017 during the run say which side is the bottleneck.
 
@@ -54,7 +55,12 @@ from tunelytics.domain.monitoring.detector import SeriesDetector
 from tunelytics.domain.monitoring.points import series_id
 from tunelytics.domain.tenancy import Tenant
 from tunelytics.storage import connect
-from tunelytics.storage.monitoring import MONITORING_INDEXES, point_key
+from tunelytics.storage.monitoring import (
+    EPOCH,
+    MONITORING_INDEXES,
+    bucket_documents,
+    point_key,
+)
 
 INGEST = """mutation($points: [MetricPointInput!]!) { ingestMetrics(points: $points) {
   stored rejected { index reason } } }"""
@@ -176,34 +182,52 @@ async def latency_run(ws_url: str, url: str, tok: str, probes: int, batch: int) 
     return latencies
 
 
-def point_documents(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The documents ingestion stores for these points (storage/monitoring.py)."""
-    docs = []
+def point_rows(points: list[dict[str, Any]]) -> list[tuple[str, int, float, float]]:
+    """(series, at_ms, value, score) rows of these points, as ingestion stores them."""
+    rows = []
     for p in points:
         labels = {lb["name"]: lb["value"] for lb in p["labels"]}
-        sid = series_id(p["series"], labels)
         at = int(datetime.fromisoformat(p["timestamp"]).timestamp() * 1000)
-        docs.append(
-            {
-                "_id": point_key("baseline", sid, at),
-                "tenant_id": "baseline",
-                "series_id": sid,
-                "t": at,
-                "v": p["value"],
-                "s": 0.0,
-                "expire_at": datetime.fromtimestamp(at / 1000, UTC) + timedelta(days=30),
-            }
-        )
-    return docs
+        rows.append((series_id(p["series"], labels), at, float(p["value"]), 0.0))
+    return rows
 
 
-async def storage_baseline(mongo_url: str, clients: list[list[list[dict[str, Any]]]]) -> float:
-    """insert_many of the same documents, one inserter per client, all at once."""
+LAYOUTS = {
+    "buckets": "the same bucket documents",
+    "point": "one document a point (the layout before buckets)",
+}
+
+
+def stored_documents(points: list[dict[str, Any]], layout: str) -> list[dict[str, Any]]:
+    """The documents of these points: `buckets`, what ingestion writes (storage/monitoring.py),
+    or `point`, one document a point (the layout before buckets)."""
+    keep = timedelta(days=30)
+    rows = point_rows(points)
+    if layout == "buckets":
+        return [doc for doc, _ in bucket_documents("baseline", rows, keep)]
+    return [
+        {
+            "_id": point_key("baseline", sid, at),
+            "tenant_id": "baseline",
+            "series_id": sid,
+            "t": at,
+            "v": value,
+            "s": score,
+            "expire_at": EPOCH + timedelta(milliseconds=at) + keep,
+        }
+        for sid, at, value, score in rows
+    ]
+
+
+async def storage_baseline(
+    mongo_url: str, clients: list[list[list[dict[str, Any]]]], layout: str
+) -> float:
+    """insert_many of the same points' documents, one inserter per client, all at once."""
     storage = connect(mongo_url, "ingest_baseline")
-    collection = storage.db["metric_points"]
-    # The index every stored point also updates (~10-18 us a point of nx-27017's CPU).
-    await collection.create_indexes(MONITORING_INDEXES["metric_points"])
-    docs = [[point_documents(points) for points in own] for own in clients]
+    collection = storage.db["metric_buckets"]
+    # The index every stored document also updates (~10-18 us a document of nx-27017's CPU).
+    await collection.create_indexes(MONITORING_INDEXES["metric_buckets"])
+    docs = [[stored_documents(points, layout) for points in own] for own in clients]
 
     async def insert(own: list[list[dict[str, Any]]]) -> None:
         for batch in own:
@@ -296,12 +320,13 @@ def main() -> None:
                 )
                 for size in (int(x) for x in args.latency_batches.split(","))
             }
-        storage_took: dict[int, float] = {}
-        storage_cpu: dict[int, float] = {}
+        storage_took: dict[tuple[int, str], float] = {}
+        storage_cpu: dict[tuple[int, str], float] = {}
         for n, clients in runs.items():
-            before_db = cpu_seconds(mongo.process.pid)
-            storage_took[n] = asyncio.run(storage_baseline(mongo.url, clients))
-            storage_cpu[n] = cpu_seconds(mongo.process.pid) - before_db
+            for layout in LAYOUTS:
+                before_db = cpu_seconds(mongo.process.pid)
+                storage_took[n, layout] = asyncio.run(storage_baseline(mongo.url, clients, layout))
+                storage_cpu[n, layout] = cpu_seconds(mongo.process.pid) - before_db
     detector_took = detector_baseline([p for own in runs[counts[0]] for p in own])
     print()
     rows: list[list[object]] = []
@@ -316,16 +341,17 @@ def main() -> None:
                 f"{cpu[n][1] / total * 1e6:.0f}",
             ]
         )
-        rows.append(
-            [
-                f"baseline: insert_many of the same documents, {n} inserter{'s' if n > 1 else ''}",
-                total,
-                f"{storage_took[n]:.2f}",
-                f"{total / storage_took[n]:,.0f}",
-                "",
-                f"{storage_cpu[n] / total * 1e6:.0f}",
-            ]
-        )
+        for layout, what in LAYOUTS.items():
+            rows.append(
+                [
+                    f"baseline: insert_many, {what}, {n} inserter{'s' if n > 1 else ''}",
+                    total,
+                    f"{storage_took[n, layout]:.2f}",
+                    f"{total / storage_took[n, layout]:,.0f}",
+                    "",
+                    f"{storage_cpu[n, layout] / total * 1e6:.0f}",
+                ]
+            )
     rows.append(
         [
             "baseline: SeriesDetector.score_one alone (1 core)",

@@ -14,7 +14,7 @@ CHUNK = 10_000
 TENANT_COLLECTIONS = (
     "artists", "tracks", "listeners", "listens",
     # Monitoring: series, points, detector checkpoints, the alerting state.
-    "metric_series", "metric_points", "metric_checkpoints", "alert_rules", "silences",
+    "metric_series", "metric_buckets", "metric_checkpoints", "alert_rules", "silences",
     "alerts", "incidents", "webhooks", "noise_models",
     # Audio: analyses (with predictions), classifier inputs and labels, fingerprints.
     "audio_analyses", "audio_inputs", "fingerprints",

@@ -14,7 +14,7 @@ from tunelytics.storage.audio import INDEXES as AUDIO_INDEXES
 from tunelytics.storage.catalog import ArtistRepository, TrackRepository
 from tunelytics.storage.listening import ListenerRepository, ListenRepository
 from tunelytics.storage.models import ArtifactStore, JobRepository, ModelRepository
-from tunelytics.storage.monitoring import MONITORING_INDEXES
+from tunelytics.storage.monitoring import MONITORING_INDEXES, migrate_point_documents
 from tunelytics.storage.tenants import TenantRepository
 
 Document = dict[str, Any]
@@ -87,6 +87,7 @@ class Storage:
     async def ensure_indexes(self) -> None:
         for collection, indexes in INDEXES.items():
             await self.db[collection].create_indexes(indexes)
+        await migrate_point_documents(self.db)
 
     async def ping(self) -> None:
         await self.client.admin.command("ping")

@@ -1,11 +1,20 @@
 """Metric series, their points with scores, and the detectors' checkpoints.
 
-Points are keyed `_id = "<tenant>/<series>/<ms, 13 digits>"`: the primary index alone
-serves a series' time range (one `_id` range scan) and refuses a second point at the same
-time, so no secondary index slows the biggest write path. Times are epoch milliseconds
-(integers): the embedded server compares dates only to the second (docs/mongodb-compat.md).
-`expire_at` carries MongoDB's TTL deletion (nx-27017 honours it too, docs/mongodb-compat.md);
-the periodic sweep (`delete_before`) enforces retention on servers that run no TTL monitor.
+Points are stored in buckets, as MongoDB's own time-series collections do: one document
+holds up to BUCKET_POINTS points of one series spanning less than BUCKET_SPAN_MS, as
+parallel arrays `t` (epoch ms), `v` (values) and `s` (anomaly scores), with `first` and
+`last`. An ingested batch writes one bucket per series it touches (a 1,000-point batch over
+200 series is 200 documents, not 1,000): the embedded server's cost is per document, about
+3x less per point at five points a bucket, 8x at fifty (docs/benchmarks.md). Buckets are
+keyed `_id = "<tenant>/<series>/<ms, 13 digits>"` by the time they open (their first point
+when written), so the primary index alone serves a series' time range: the buckets opened
+in [start - BUCKET_SPAN_MS, end) hold every point of [start, end). Two buckets of a series
+cannot open at the same millisecond, which refuses a second write of a bucket's first point
+(a replay); the service only stores points newer than a series' last one. Times are
+integers: the embedded server compares dates only to the second (docs/mongodb-compat.md).
+`expire_at` carries MongoDB's TTL deletion of a bucket once its newest point is past the
+tenant's retention (nx-27017 honours it too); the periodic sweep (`delete_before`) trims
+retention exactly, point by point, on every server.
 
 Checkpoints live in their own collection, so listing series never reads detector state.
 A checkpoint is written only by the replica holding the series' lease, with a version
@@ -14,6 +23,8 @@ compare-and-set (`save_checkpoint`), so two replicas can never both advance one 
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +48,11 @@ from tunelytics.storage.scope import document_key, keyed, tenant_scope
 
 Document = dict[str, Any]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# MongoDB's time-series defaults for second-granularity data (bucketMaxSpanSeconds 3600,
+# 1,000 measurements a bucket): a range read looks an hour further back than it starts.
+BUCKET_SPAN_MS = 3_600_000
+BUCKET_POINTS = 1000
+NEVER_MS = 10**13 - 1  # the largest time a 13-digit key holds (year 2286)
 
 
 def point_key(tenant_id: str, series: str, at_ms: int) -> str:
@@ -121,6 +137,8 @@ class SeriesRepository:
 
 
 class PointRepository:
+    """A series' points, stored in buckets (see the module docstring)."""
+
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
 
@@ -130,31 +148,50 @@ class PointRepository:
         points: list[tuple[str, int, float, float]],
         retention_days: int,
     ) -> set[int]:
-        """Store (series, at_ms, value, score) rows; returns the positions of those refused
-        as duplicates (a point already stored at that time, e.g. by a replay)."""
+        """Store (series, at_ms, value, score) rows, each series' rows newer than its stored
+        points and in time order; returns the positions of those refused as duplicates (a
+        point already stored at that time, e.g. by a replay)."""
         if not points:
             return set()
-        keep = timedelta(days=retention_days)
-        docs = [
-            {
-                "_id": point_key(tenant_id, sid, at),
-                "tenant_id": tenant_id,
-                "series_id": sid,
-                "t": at,
-                "v": value,
-                "s": score,
-                "expire_at": EPOCH + timedelta(milliseconds=at) + keep,
-            }
-            for sid, at, value, score in points
-        ]
+        buckets = bucket_documents(tenant_id, points, timedelta(days=retention_days))
         try:
-            await self.collection.insert_many(docs, ordered=False)
+            await self.collection.insert_many([doc for doc, _ in buckets], ordered=False)
         except BulkWriteError as error:
-            duplicates = {e["index"] for e in error.details["writeErrors"] if e["code"] == 11000}
-            if len(duplicates) != len(error.details["writeErrors"]):
+            errors = error.details["writeErrors"]
+            if any(e["code"] != 11000 for e in errors):
                 raise
+            # A bucket opens at its first point's time: a clash means that point, and maybe
+            # more of the bucket's, are stored already. Store the rest, report the others.
+            duplicates: set[int] = set()
+            for e in errors:
+                doc, positions = buckets[e["index"]]
+                duplicates |= await self._insert_missing(
+                    tenant_id, doc, positions, points, retention_days
+                )
             return duplicates
         return set()
+
+    async def _insert_missing(
+        self,
+        tenant_id: str,
+        clashed: Document,
+        positions: list[int],
+        points: list[tuple[str, int, float, float]],
+        retention_days: int,
+    ) -> set[int]:
+        series = clashed["series_id"]
+        stored = {
+            p.at_ms
+            for p in await self.between(
+                tenant_id, series, clashed["first"], clashed["last"] + 1, len(positions)
+            )
+        }
+        duplicates = {i for i in positions if points[i][1] in stored}
+        rest = [i for i in positions if i not in duplicates]
+        if rest:
+            nested = await self.insert(tenant_id, [points[i] for i in rest], retention_days)
+            duplicates |= {rest[j] for j in nested}
+        return duplicates
 
     async def between(
         self, tenant_id: str, series: str, start_ms: int, end_ms: int, limit: int
@@ -162,45 +199,126 @@ class PointRepository:
         """Points of [start_ms, end_ms) in time order, at most `limit` (the newest kept
         when the range holds more)."""
         start_ms, end_ms = max(start_ms, 0), max(end_ms, 0)
-        query = {
-            "_id": {
-                "$gte": point_key(tenant_id, series, start_ms),
-                "$lt": point_key(tenant_id, series, end_ms),
-            }
-        }
-        docs = (
-            await self.collection.find(query, {"t": 1, "v": 1, "s": 1})
-            .sort("_id", -1)
-            .limit(limit)
-            .to_list()
-        )
-        return [StoredPoint(d["t"], d["v"], d["s"]) for d in reversed(docs)]
+        if start_ms >= end_ms or limit <= 0:
+            return []
+        cursor = self.collection.find(
+            _overlapping(tenant_id, series, start_ms, end_ms), {"t": 1, "v": 1, "s": 1}
+        ).sort("_id", -1)
+        newest: list[tuple[int, float, float]] = []  # a min-heap of the newest `limit`
+        async with cursor:
+            async for doc in cursor:
+                # Buckets come newest-opened first, and each holds points of less than a
+                # span after its opening: once the limit-th newest point found is at least
+                # that, no bucket left can hold a newer one.
+                if len(newest) == limit and newest[0][0] >= _opened(doc) + BUCKET_SPAN_MS:
+                    break
+                for point in zip(doc["t"], doc["v"], doc["s"], strict=True):
+                    if start_ms <= point[0] < end_ms:
+                        if len(newest) < limit:
+                            heapq.heappush(newest, point)
+                        elif point[0] > newest[0][0]:
+                            heapq.heapreplace(newest, point)
+        return [StoredPoint(at, value, score) for at, value, score in sorted(newest)]
 
     async def latest(self, tenant_id: str, series: str) -> StoredPoint | None:
-        points = await self.between(tenant_id, series, 0, 10**13 - 1, 1)
+        points = await self.between(tenant_id, series, 0, NEVER_MS, 1)
         return points[-1] if points else None
 
     async def after(self, tenant_id: str, series: str, after_ms: int) -> list[StoredPoint]:
         """Every point newer than `after_ms`, oldest first (to catch a detector up)."""
-        query = {
-            "_id": {
-                "$gt": point_key(tenant_id, series, after_ms),
-                "$lt": point_key(tenant_id, series, 10**13 - 1),
-            }
-        }
-        docs = await self.collection.find(query, {"t": 1, "v": 1, "s": 1}).sort("_id", 1).to_list()
-        return [StoredPoint(d["t"], d["v"], d["s"]) for d in docs]
+        start_ms = max(after_ms + 1, 0)
+        cursor = self.collection.find(
+            _overlapping(tenant_id, series, start_ms, NEVER_MS), {"t": 1, "v": 1, "s": 1}
+        ).sort("_id", 1)
+        points = [
+            StoredPoint(at, value, score)
+            async for doc in cursor
+            for at, value, score in zip(doc["t"], doc["v"], doc["s"], strict=True)
+            if at >= start_ms
+        ]
+        points.sort(key=lambda p: p.at_ms)  # in order already unless a replay overlapped
+        return points
 
     async def delete_before(self, tenant_id: str, series: str, before_ms: int) -> int:
-        """Retention: drop the series' points older than `before_ms`."""
-        query = {
-            "_id": {
-                "$gte": point_key(tenant_id, series, 0),
-                "$lt": point_key(tenant_id, series, max(before_ms, 0)),
+        """Retention: drop the series' points older than `before_ms`; returns how many."""
+        before_ms = max(before_ms, 0)
+        query = _overlapping(tenant_id, series, 0, before_ms)
+        deleted = 0
+        async for doc in self.collection.find(query, {"t": 1, "v": 1, "s": 1, "last": 1}):
+            keep = [i for i, at in enumerate(doc["t"]) if at >= before_ms]
+            deleted += len(doc["t"]) - len(keep)
+            if not keep:
+                await self.collection.delete_one({"_id": doc["_id"]})
+            elif len(keep) < len(doc["t"]):
+                # The bucket keeps its `_id` (its opening time): every point it holds is
+                # still within BUCKET_SPAN_MS of it, which is all the range reads assume.
+                await self.collection.update_one(
+                    {"_id": doc["_id"]},
+                    {"$set": {
+                        "first": doc["t"][keep[0]],
+                        "t": [doc["t"][i] for i in keep],
+                        "v": [doc["v"][i] for i in keep],
+                        "s": [doc["s"][i] for i in keep],
+                    }},
+                )  # fmt: skip
+        return deleted
+
+
+def _opened(bucket: Document) -> int:
+    return int(bucket["_id"][-13:])
+
+
+def _overlapping(tenant_id: str, series: str, start_ms: int, end_ms: int) -> Document:
+    """The series' buckets that may hold points of [start_ms, end_ms): opened before
+    end_ms, and no earlier than a bucket's span before start_ms (the `_id` range), with
+    their newest point at start_ms or later."""
+    return {
+        "_id": {
+            "$gte": point_key(tenant_id, series, max(start_ms - BUCKET_SPAN_MS + 1, 0)),
+            "$lt": point_key(tenant_id, series, min(end_ms, NEVER_MS)),
+        },
+        "last": {"$gte": start_ms},
+    }
+
+
+def bucket_documents(
+    tenant_id: str, points: list[tuple[str, int, float, float]], keep: timedelta
+) -> list[tuple[Document, list[int]]]:
+    """The bucket documents of (series, at_ms, value, score) rows, each series' rows in
+    time order, with the positions of the rows each one holds. A bucket holds one series'
+    points of less than BUCKET_SPAN_MS from its first, BUCKET_POINTS at most; it expires
+    (TTL) when its newest point does."""
+    by_series: dict[str, list[int]] = {}
+    for position, row in enumerate(points):
+        by_series.setdefault(row[0], []).append(position)
+    out: list[tuple[Document, list[int]]] = []
+    for sid, positions in by_series.items():
+        start = 0
+        while start < len(positions):
+            opened = points[positions[start]][1]
+            end = start + 1
+            while (
+                end < len(positions)
+                and end - start < BUCKET_POINTS
+                and points[positions[end]][1] - opened < BUCKET_SPAN_MS
+            ):
+                end += 1
+            held = positions[start:end]
+            last = points[held[-1]][1]
+            doc = {
+                "_id": point_key(tenant_id, sid, opened),
+                "tenant_id": tenant_id,
+                "series_id": sid,
+                "first": opened,
+                "last": last,
+                "t": [points[i][1] for i in held],
+                "v": [points[i][2] for i in held],
+                "s": [points[i][3] for i in held],
+                "expire_at": EPOCH + timedelta(milliseconds=last) + keep,
             }
-        }
-        result = await self.collection.delete_many(query)
-        return result.deleted_count
+            out.append((doc, held))
+            start = end
+    return out
 
 
 def retention_cutoff(now_ms: int, retention_days: int) -> int:
@@ -321,10 +439,10 @@ def _checkpoint(doc: Document) -> Checkpoint:
 
 
 MONITORING_INDEXES: dict[str, list[IndexModel]] = {
-    # Points are read by `_id` range only (see the module docstring). The TTL index is
+    # Buckets are read by `_id` range only (see the module docstring). The TTL index is
     # MongoDB's retention; it cannot start with tenant_id (a TTL index has one field), and
     # `expire_at` already holds each tenant's own retention.
-    "metric_points": [IndexModel([("expire_at", ASCENDING)], expireAfterSeconds=0)],
+    "metric_buckets": [IndexModel([("expire_at", ASCENDING)], expireAfterSeconds=0)],
     "metric_series": [
         IndexModel([("tenant_id", ASCENDING), ("id", ASCENDING)], unique=True),
         IndexModel([("tenant_id", ASCENDING), ("name", ASCENDING), ("id", ASCENDING)]),
@@ -346,9 +464,42 @@ def monitoring_store(db: AsyncDatabase[Document]) -> MonitoringStore:
     return MonitoringStore(
         db=db,
         series=SeriesRepository(db["metric_series"]),
-        points=PointRepository(db["metric_points"]),
+        points=PointRepository(db["metric_buckets"]),
         checkpoints=CheckpointRepository(db["metric_checkpoints"]),
     )
+
+
+async def migrate_point_documents(db: AsyncDatabase[Document], chunk: int = 10_000) -> int:
+    """Move points stored one document each (`metric_points`, before buckets) into buckets,
+    then drop that collection; returns how many points moved. Safe to run again after an
+    interruption: buckets already written are refused as duplicates and skipped."""
+    old = db["metric_points"]
+    if await old.find_one({}, {"_id": 1}) is None:
+        return 0
+    moved = 0
+    batch: list[Document] = []
+
+    async def flush() -> None:
+        by_tenant: dict[str, list[Document]] = {}
+        for doc in batch:
+            by_tenant.setdefault(doc["tenant_id"], []).append(doc)
+        for tenant_id, docs in by_tenant.items():
+            keep = docs[0]["expire_at"] - (EPOCH + timedelta(milliseconds=docs[0]["t"]))
+            rows = [(d["series_id"], d["t"], d["v"], d["s"]) for d in docs]
+            buckets = bucket_documents(tenant_id, rows, keep)
+            with contextlib.suppress(BulkWriteError):  # duplicates of an interrupted run
+                await db["metric_buckets"].insert_many([b for b, _ in buckets], ordered=False)
+        batch.clear()
+
+    # In `_id` order: each series' points in time order, as buckets need them.
+    async for doc in old.find({}).sort("_id", 1):
+        batch.append(doc)
+        moved += 1
+        if len(batch) >= chunk:
+            await flush()
+    await flush()
+    await old.drop()
+    return moved
 
 
 async def tenant_retentions(db: AsyncDatabase[Document]) -> dict[str, int]:
