@@ -1,5 +1,6 @@
 """A sliding window that keeps its values sorted: rolling median, MAD and ranks in O(n)
-memmove per point (n is a few hundred), with explicit, serialisable state."""
+memmove per point (n is a few hundred), with explicit, serialisable state. Batches go
+through compiled loops (`kernels`) that give the same statistics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+
+from tunelytics.domain.monitoring import kernels
 
 
 class SortedWindow:
@@ -48,36 +51,25 @@ class SortedWindow:
     def quartiles_many(
         self, added: np.ndarray, counts: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`add` each of `added`, in order, reporting the median, lower and upper quartile
-        (`sorted[n // 4]`, `sorted[3 * n // 4]`) after the first `counts[i]` of them, for
-        each i (none beyond len(added); each state must hold a value). A plain loop: a
-        numpy sort of every window state costs more than the insertions."""
-        wanted = np.zeros(len(added) + 1, dtype=bool)
-        wanted[counts] = True
-        median: list[float] = []
-        low: list[float] = []
-        high: list[float] = []
-        s, size = self.sorted, self.size
-        oldest, newest = self.order.popleft, self.order.append
-        half, odd, lower, upper = size // 2, size % 2, size // 4, (3 * size) // 4
-        for value, report in zip([*added.tolist(), None], wanted.tolist(), strict=True):
-            n = len(s)
-            if report and n == size:  # the usual case, its positions known
-                median.append(s[half] if odd else 0.5 * (s[half - 1] + s[half]))
-                low.append(s[lower])
-                high.append(s[upper])
-            elif report:
-                median.append(s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2]))
-                low.append(s[n // 4])
-                high.append(s[(3 * n) // 4])
-            if value is None:
-                break
-            if n == size:  # self.add(value), inline
-                del s[bisect_left(s, oldest())]
-            newest(value)
-            insort(s, value)
-        at = np.searchsorted(np.flatnonzero(wanted), counts)
-        return np.array(median)[at], np.array(low)[at], np.array(high)[at]
+        """`add` each of `added` (no NaN), in order, reporting the median, lower and upper
+        quartile (`sorted[n // 4]`, `sorted[3 * n // 4]`) after the first `counts[i]` of
+        them, for each i (`counts` ascending, none beyond len(added); each state must hold
+        a value). Compiled (`kernels.quartiles`)."""
+        merged = self.merged(added)
+        out = kernels.quartiles(merged, np.argsort(merged), len(self), self.size, counts)
+        self.slide(merged)
+        return out
+
+    def merged(self, added: np.ndarray) -> np.ndarray:
+        """The values held, oldest first, then `added`."""
+        return np.concatenate([np.fromiter(self.order, float, len(self.order)), added])
+
+    def slide(self, merged: np.ndarray) -> None:
+        """Hold the newest `size` of `merged` (as `merged` gives them), as `add` of each
+        value after those held would."""
+        newest = merged[-self.size :]
+        self.order = deque(newest.tolist())
+        self.sorted = np.sort(newest).tolist()
 
     def state(self) -> dict[str, Any]:
         return {"size": self.size, "values": list(self.order)}
