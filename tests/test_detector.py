@@ -246,7 +246,7 @@ BATCHED = {
 
 
 @pytest.mark.parametrize("name", BATCHED)
-@pytest.mark.parametrize("batch", [1, 97, 1000, 10_000])
+@pytest.mark.parametrize("batch", [1, 16, 97, 1000, 10_000])
 def test_score_many_equals_score_one_on_any_series_and_batch_size(name: str, batch: int) -> None:
     """`score_many` scores a batch vectorised (one nearest-neighbour search along the lags
     for all its points, the windows' statistics at once): bit for bit the scores and the

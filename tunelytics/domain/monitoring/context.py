@@ -31,10 +31,10 @@ from tunelytics.domain.monitoring.window import SortedWindow
 # The evidence scale: a record of the last REFERENCE points is worth ln(REFERENCE) nats.
 REFERENCE = 800
 RECORD = math.log(REFERENCE)
-# Fewer points than this go point by point: a vectorised step has a fixed cost of some
-# hundred microseconds (NAB dev: batches of 1 / 4 / 16 / 64 points scored at 640 / 180 /
-# 62 / 34 us a point vectorised, 50 point by point).
-SMALL = 32
+# Fewer points than this go point by point: a vectorised step has a fixed cost of about
+# half a millisecond (NAB series, compiled: batches of 4 / 8 / 12 / 16 / 32 points scored
+# at 134 / 68 / 47 / 36 / 19 us a point vectorised, 52 point by point).
+SMALL = 12
 # Values beyond this size may overflow a sum of differences; such a series is scored
 # point by point, where overflow has its defined results.
 LARGE = 1e150

@@ -257,7 +257,8 @@ def nearest(y: np.ndarray, start: int, memory: int, gap: int, length: int) -> np
     while (1 << levels) <= length:
         levels += 1
     # rings[j, q % length]: the sums of 2**j terms ending at q (the largest is not kept).
-    rings = np.zeros((levels - 1, length, memory))
+    # Sums reaching before y[first] are never read for a context (no zeroing needed).
+    rings = np.empty((levels - 1, length, memory))
     approx = np.empty(memory)
     out = np.empty(b)
     tolerance = 1 + 8 * length * np.finfo(np.float64).eps

@@ -23,18 +23,45 @@ class SortedWindow:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.order: deque[float] = deque()
-        self.sorted: list[float] = []
+        self._order: deque[float] | None = deque()
+        self._sorted: list[float] | None = []
+        # After a batch: the values held, oldest first, as an array; the deque and the
+        # sorted list are made from it only when a single point needs them (consecutive
+        # batches then cost no list sorting or conversion).
+        self._held: np.ndarray | None = None
+
+    @property
+    def order(self) -> deque[float]:
+        """The values held, oldest first."""
+        if self._order is None:
+            self._take_lists()
+        assert self._order is not None
+        return self._order
+
+    @property
+    def sorted(self) -> list[float]:
+        """The values held, ascending."""
+        if self._sorted is None:
+            self._take_lists()
+        assert self._sorted is not None
+        return self._sorted
+
+    def _take_lists(self) -> None:
+        assert self._held is not None
+        self._order = deque(self._held.tolist())
+        self._sorted = np.sort(self._held).tolist()
+        self._held = None  # the lists change from now on
 
     def __len__(self) -> int:
-        return len(self.order)
+        return len(self._held) if self._held is not None else len(self.order)
 
     def add(self, value: float) -> None:
-        if len(self.order) == self.size:
-            old = self.order.popleft()
-            del self.sorted[bisect_left(self.sorted, old)]
-        self.order.append(value)
-        insort(self.sorted, value)
+        order, s = self.order, self.sorted
+        if len(order) == self.size:
+            old = order.popleft()
+            del s[bisect_left(s, old)]
+        order.append(value)
+        insort(s, value)
 
     def median(self) -> float:
         s, n = self.sorted, len(self.sorted)
@@ -62,17 +89,20 @@ class SortedWindow:
 
     def merged(self, added: np.ndarray) -> np.ndarray:
         """The values held, oldest first, then `added`."""
-        return np.concatenate([np.fromiter(self.order, float, len(self.order)), added])
+        held = self._held
+        if held is None:
+            held = np.fromiter(self.order, float, len(self.order))
+        return np.concatenate([held, added])
 
     def slide(self, merged: np.ndarray) -> None:
-        """Hold the newest `size` of `merged` (as `merged` gives them), as `add` of each
-        value after those held would."""
-        newest = merged[-self.size :]
-        self.order = deque(newest.tolist())
-        self.sorted = np.sort(newest).tolist()
+        """Hold the newest `size` of `merged`, as `add` of each value after those held
+        would."""
+        self._held = merged[-self.size :].copy()
+        self._order = self._sorted = None
 
     def state(self) -> dict[str, Any]:
-        return {"size": self.size, "values": list(self.order)}
+        values = self._held.tolist() if self._held is not None else list(self.order)
+        return {"size": self.size, "values": values}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SortedWindow:
