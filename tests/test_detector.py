@@ -109,9 +109,19 @@ def test_compiled_window_steps_equal_the_sorted_window(
 
 
 def test_the_compiled_kernels_warm_up_ahead_of_use() -> None:
-    """The server warms them in a thread at start (a first compile takes seconds)."""
+    """The server warms them in a thread at start (a first compile takes seconds): with the
+    argument types scoring uses, so no batch compiles anything on the event loop."""
     assert kernels.warm_up() >= 0.0
-    assert all(f.signatures for f in (kernels.tail_ranks, kernels.quartiles, kernels.nearest))
+    compiled = [kernels.tail_ranks, kernels.quartiles, kernels.nearest, kernels.discounted]
+    compiled.append(kernels.alarm_once)
+    signatures = [f.signatures for f in compiled]
+    assert all(len(s) == 1 for s in signatures)
+    series = np.array(daily(70, seed=19))[::2]  # a strided view, as a caller may pass one
+    restored = SeriesDetector.from_state(json.loads(json.dumps(SeriesDetector().state())))
+    for d in (SeriesDetector(), restored):
+        d.score_many(series, HOUR * np.arange(len(series)))
+        d.score_many(series[:40])
+    assert [f.signatures for f in compiled] == signatures
 
 
 def onset_and_clean(result: list[float], onset: int, within: int) -> tuple[float, float]:
