@@ -361,6 +361,18 @@ def test_surprise_and_its_inverse_keep_the_rank_scale() -> None:
     assert context.from_surprise(math.inf) == 1.0
 
 
+def test_the_compiled_discount_equals_the_reference_to_the_bit() -> None:
+    """`discounted_many` (compiled, the C library's log and exp) against `surprise` and
+    `from_surprise` with Python's `math`, records and the rank scale's ends included."""
+    rng = np.random.default_rng(20)
+    ranks = np.concatenate([rng.random(50_000), rng.uniform(0.985, 1.0, 50_000)])
+    ranks = np.concatenate([ranks, [0.0, 0.99, 1.0, np.nextafter(0.99, 0.0)]])
+    assert kernels.REFERENCE == context.REFERENCE
+    for nats in (math.log(2), math.log(5), 0.0):
+        expected = [context.from_surprise(context.surprise(r) - nats) for r in ranks.tolist()]
+        assert context.discounted_many(ranks, nats).tolist() == expected
+
+
 def test_a_record_counts_less_in_a_heavy_tailed_history() -> None:
     light, heavy = SortedWindow(100), SortedWindow(100)
     for i in range(100):

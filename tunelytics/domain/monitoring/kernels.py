@@ -1,11 +1,14 @@
 """Compiled (numba) loops of the detectors' batched scoring: the same steps as their
-pure-Python `score_one`, in the same order and with the same floating-point operations, so
-the scores are bit for bit the same.
+pure-Python `score_one`, with the same floating-point operations in the same order, so the
+scores are bit for bit the same.
 
-Sorted windows are numpy arrays here, moved as `bisect`/`insort` move a list (a deletion
-and an insertion fused into one shift); `math.log`/`math.exp` compile to the C library's
-`log`/`exp`, the functions Python's `math` calls. Compiled on first use, or loaded from
-numba's on-disk cache (`warm_up` does both ahead of time, off the event loop).
+A sorted window's ranks and quartiles come from counts per distinct value (the batch's
+values are all known beforehand: no view depends on a score): ranks from a Fenwick tree,
+O(log n) a view where a sorted array moves hundreds of values; quartiles as order
+statistics that move by one value at most per step. `math.log`/`math.exp` compile to calls
+of the C library's `log`/`exp`, those Python's `math` calls (numpy's own need not match
+them to the last bit). Compiled on first use, or loaded from numba's on-disk cache:
+`warm_up` does either ahead of time, for the server in a thread at start.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 import numpy as np
 from numba import njit
 
-REFERENCE = 800  # context.REFERENCE: kept here so this module imports nothing of its own
+REFERENCE = 800  # context.REFERENCE (context imports this module, not the reverse)
 RECORD = math.log(REFERENCE)
 
 
