@@ -64,7 +64,8 @@ class RobustConfig:
 def _robust_z(value: float, window: SortedWindow, spread_floor: float) -> float:
     """Distance from the median in robust standard deviations (the interquartile range
     read straight off the sorted window: O(1), unlike a MAD)."""
-    s, n = window.sorted, len(window.sorted)
+    s = window.sorted
+    n = len(s)
     spread = (s[(3 * n) // 4] - s[n // 4]) / 1.349
     z = abs(value - window.median()) / max(spread, spread_floor)
     return z if not math.isnan(z) else 0.0

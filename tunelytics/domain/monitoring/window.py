@@ -23,27 +23,25 @@ class SortedWindow:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._order: deque[float] | None = deque()
-        self._sorted: list[float] | None = []
-        # After a batch: the values held, oldest first, as an array; the deque and the
-        # sorted list are made from it only when a single point needs them (consecutive
-        # batches then cost no list sorting or conversion).
+        self._order: deque[float] = deque()
+        self._sorted: list[float] = []
+        # After a batch: the values held, oldest first, as an array (the lists are stale
+        # then); the lists are made from it only when a single point needs them, so
+        # consecutive batches cost no list sorting or conversion.
         self._held: np.ndarray | None = None
 
     @property
     def order(self) -> deque[float]:
         """The values held, oldest first."""
-        if self._order is None:
+        if self._held is not None:
             self._take_lists()
-        assert self._order is not None
         return self._order
 
     @property
     def sorted(self) -> list[float]:
         """The values held, ascending."""
-        if self._sorted is None:
+        if self._held is not None:
             self._take_lists()
-        assert self._sorted is not None
         return self._sorted
 
     def _take_lists(self) -> None:
@@ -53,10 +51,14 @@ class SortedWindow:
         self._held = None  # the lists change from now on
 
     def __len__(self) -> int:
-        return len(self._held) if self._held is not None else len(self.order)
+        return len(self._held) if self._held is not None else len(self._order)
 
+    # The single-point methods read the lists directly (no property calls: `score_one`
+    # runs them a dozen times a point).
     def add(self, value: float) -> None:
-        order, s = self.order, self.sorted
+        if self._held is not None:
+            self._take_lists()
+        order, s = self._order, self._sorted
         if len(order) == self.size:
             old = order.popleft()
             del s[bisect_left(s, old)]
@@ -64,16 +66,22 @@ class SortedWindow:
         insort(s, value)
 
     def median(self) -> float:
-        s, n = self.sorted, len(self.sorted)
+        if self._held is not None:
+            self._take_lists()
+        s = self._sorted
+        n = len(s)
         return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
 
     def rank(self, value: float) -> float:
         """Share of the window strictly below `value` (ties count half)."""
-        if not self.sorted:
+        if self._held is not None:
+            self._take_lists()
+        s = self._sorted
+        if not s:
             return 0.5
-        below = bisect_left(self.sorted, value)
-        equal = bisect_right(self.sorted, value) - below
-        return (below + 0.5 * equal) / len(self.sorted)
+        below = bisect_left(s, value)
+        equal = bisect_right(s, value) - below
+        return (below + 0.5 * equal) / len(s)
 
     def quartiles_many(
         self, added: np.ndarray, counts: np.ndarray
@@ -98,7 +106,7 @@ class SortedWindow:
         """Hold the newest `size` of `merged`, as `add` of each value after those held
         would."""
         self._held = merged[-self.size :].copy()
-        self._order = self._sorted = None
+        self._order, self._sorted = deque(), []  # stale: freed (floats in lists cost 4x)
 
     def state(self) -> dict[str, Any]:
         values = self._held.tolist() if self._held is not None else list(self.order)
