@@ -32,7 +32,7 @@ from tunelytics.domain.monitoring.window import SortedWindow
 REFERENCE = 800
 RECORD = math.log(REFERENCE)
 # Fewer points than this go point by point: a vectorised step has a fixed cost of about
-# half a millisecond (NAB series, compiled: batches of 4 / 8 / 12 / 16 / 32 points scored
+# 0.6 ms (NAB series, compiled: batches of 4 / 8 / 12 / 16 / 32 points scored
 # at 134 / 68 / 47 / 36 / 19 us a point vectorised, 52 point by point).
 SMALL = 12
 # Values beyond this size may overflow a sum of differences; such a series is scored
