@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from tunelytics.domain.monitoring import context, detector, robust, volatility, window
+from tunelytics.domain.monitoring import context, detector, kernels, robust, volatility, window
 from tunelytics.domain.monitoring.context import ContextConfig, ContextNovelty
 from tunelytics.domain.monitoring.detector import SeriesDetector
 from tunelytics.domain.monitoring.robust import RobustConfig, RobustViews
@@ -58,6 +58,70 @@ def test_sorted_window_matches_numpy() -> None:
         recent = values[max(0, i - 49) : i + 1]
         assert window.median() == float(np.median(recent))
     assert SortedWindow.from_state(window.state()).sorted == window.sorted
+
+
+WINDOW_CASES = {
+    "ties and signed zeros": lambda rng, n: np.round(0.4 * rng.normal(size=n)),
+    "heavy tail": lambda rng, n: np.abs(rng.standard_t(1.5, size=n)),
+    "infinities": lambda rng, n: np.where(rng.random(n) < 0.05, np.inf, rng.random(n)),
+    "negative": lambda rng, n: -np.abs(rng.normal(size=n)),
+}
+
+
+@pytest.mark.parametrize("case", WINDOW_CASES)
+@pytest.mark.parametrize(("size", "held", "warmup"), [(50, 0, 1), (50, 20, 30), (300, 300, 30)])
+def test_compiled_window_steps_equal_the_sorted_window(
+    case: str, size: int, held: int, warmup: int
+) -> None:
+    """The batched ranks (a Fenwick tree) and quartiles (followed order statistics) give
+    `tail_rank` and the sorted list's quartiles, one view at a time, records included; the
+    window ends as `add` leaves it."""
+    rng = np.random.default_rng(18)
+    start, views = WINDOW_CASES[case](rng, held), WINDOW_CASES[case](rng, 700)
+    for quantile in (None, 0.98):
+        one, many = SortedWindow(size), SortedWindow(size)
+        for value in start.tolist():
+            one.add(value)
+            many.add(value)
+        expected = []
+        for view in views.tolist():
+            expected.append(context.tail_rank(view, one, quantile) if len(one) >= warmup else -1.0)
+            one.add(view)
+        assert context.tail_rank_many(views, many, warmup, quantile).tolist() == expected
+        assert many.state() == one.state() and many.sorted == one.sorted
+    one, many = SortedWindow(size), SortedWindow(size)
+    for value in start.tolist():
+        one.add(value)
+        many.add(value)
+    counts = np.sort(rng.integers(0 if held else 1, len(views) + 1, size=300))
+    after: dict[int, tuple[float, float, float]] = {}
+    for done in range(len(views) + 1):
+        s, n = one.sorted, len(one.sorted)
+        if n:
+            after[done] = (one.median(), s[n // 4], s[(3 * n) // 4])
+        if done < len(views):
+            one.add(float(views[done]))
+    median, low, high = many.quartiles_many(views, counts)
+    assert list(zip(median.tolist(), low.tolist(), high.tolist(), strict=True)) == [
+        after[k] for k in counts.tolist()
+    ]
+    assert many.state() == one.state()
+
+
+def test_the_compiled_kernels_warm_up_ahead_of_use() -> None:
+    """The server warms them in a thread at start (a first compile takes seconds): with the
+    argument types scoring uses, so no batch compiles anything on the event loop."""
+    assert kernels.warm_up() >= 0.0
+    compiled = [kernels.tail_ranks, kernels.quartiles, kernels.nearest, kernels.discounted]
+    compiled.append(kernels.alarm_once)
+    signatures = [f.signatures for f in compiled]
+    assert all(len(s) == 1 for s in signatures)
+    series = np.array(daily(70, seed=19))[::2]  # a strided view, as a caller may pass one
+    restored = SeriesDetector.from_state(json.loads(json.dumps(SeriesDetector().state())))
+    for d in (SeriesDetector(), restored):
+        d.score_many(series, HOUR * np.arange(len(series)))
+        d.score_many(series[:40])
+    assert [f.signatures for f in compiled] == signatures
 
 
 def onset_and_clean(result: list[float], onset: int, within: int) -> tuple[float, float]:
@@ -186,11 +250,13 @@ BATCHED = {
     "random walk, untimed": (list(np.cumsum(np.random.default_rng(14).normal(size=2500))), False),
     "huge values": ([0.0, 1e308, -1e308, 0.0, 1e-308] * 300, True),
     "tiny values": (list(1e-300 * np.random.default_rng(15).normal(size=1500)), True),
+    # Ties between 0.0 and -0.0: one place in a bisection, one index in the compiled ranks.
+    "signed zeros": (list(np.round(0.3 * np.random.default_rng(17).normal(size=2500))), True),
 }
 
 
 @pytest.mark.parametrize("name", BATCHED)
-@pytest.mark.parametrize("batch", [1, 97, 1000, 10_000])
+@pytest.mark.parametrize("batch", [1, 16, 97, 1000, 10_000])
 def test_score_many_equals_score_one_on_any_series_and_batch_size(name: str, batch: int) -> None:
     """`score_many` scores a batch vectorised (one nearest-neighbour search along the lags
     for all its points, the windows' statistics at once): bit for bit the scores and the
@@ -213,7 +279,7 @@ def test_score_many_equals_score_one_on_any_series_and_batch_size(name: str, bat
     assert json.dumps(many.state()) == json.dumps(one.state())
 
 
-@pytest.mark.parametrize("length", [8, 12, 16])
+@pytest.mark.parametrize("length", [2, 8, 12, 13, 16])
 def test_context_novelty_batches_equal_single_points_for_any_context_length(length: int) -> None:
     """The batched search sums the context by doubling, then exactly for the nearest few:
     also where the length is no power of two."""
@@ -293,6 +359,18 @@ def test_surprise_and_its_inverse_keep_the_rank_scale() -> None:
         assert math.isclose(context.from_surprise(e), r, abs_tol=1e-12)
     assert context.from_surprise(-5.0) == 0.0
     assert context.from_surprise(math.inf) == 1.0
+
+
+def test_the_compiled_discount_equals_the_reference_to_the_bit() -> None:
+    """`discounted_many` (compiled, the C library's log and exp) against `surprise` and
+    `from_surprise` with Python's `math`, records and the rank scale's ends included."""
+    rng = np.random.default_rng(20)
+    ranks = np.concatenate([rng.random(50_000), rng.uniform(0.985, 1.0, 50_000)])
+    ranks = np.concatenate([ranks, [0.0, 0.99, 1.0, np.nextafter(0.99, 0.0)]])
+    assert kernels.REFERENCE == context.REFERENCE
+    for nats in (math.log(2), math.log(5), 0.0):
+        expected = [context.from_surprise(context.surprise(r) - nats) for r in ranks.tolist()]
+        assert context.discounted_many(ranks, nats).tolist() == expected
 
 
 def test_a_record_counts_less_in_a_heavy_tailed_history() -> None:

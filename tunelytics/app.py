@@ -25,6 +25,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from tunelytics import metrics
 from tunelytics.config import Settings
 from tunelytics.domain.models import Job
+from tunelytics.domain.monitoring import kernels
 from tunelytics.pubsub import Broadcaster, RedisBroadcaster, create_broadcaster
 from tunelytics.resolvers.context import Context, Services
 from tunelytics.resolvers.ratelimit import RequestLimiter
@@ -278,6 +279,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The detector's compiled loops: a first compile takes seconds, so it runs in a
+        # thread (loaded from numba's cache on later starts) while the rest starts up.
+        kernels_ready = asyncio.create_task(asyncio.to_thread(kernels.warm_up))
         await indexes.start()
         await broadcaster.start()
         assert services.models and services.training
@@ -295,6 +299,7 @@ def create_app(
         sweep = asyncio.create_task(
             training.sweep(retrain_demo if train_demo else None), name="training-sweep"
         )
+        log.info("detector kernels ready", extra={"seconds": round(await kernels_ready, 3)})
         await monitoring.start()
         log.info(
             "tunelytics ready",

@@ -17,42 +17,27 @@ True
 from __future__ import annotations
 
 import math
-import threading
-from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from tunelytics.domain.monitoring import kernels
 from tunelytics.domain.monitoring.window import SortedWindow
 
 # The evidence scale: a record of the last REFERENCE points is worth ln(REFERENCE) nats.
 REFERENCE = 800
 RECORD = math.log(REFERENCE)
-# Contexts searched per vectorised step: its work arrays hold (CHUNK + length) x memory
-# values, a few MB, about what the caches hold.
-CHUNK = 256
-# Fewer points than this go point by point: a vectorised step has a fixed cost of some
-# hundred microseconds (NAB dev: batches of 1 / 4 / 16 / 64 points scored at 640 / 180 /
-# 62 / 34 us a point vectorised, 50 point by point).
-SMALL = 32
+# Fewer points than this go point by point: a vectorised step has a fixed cost of about
+# 0.6 ms (NAB series, compiled: batches of 4 / 8 / 12 / 16 / 32 points scored
+# at 134 / 68 / 47 / 36 / 19 us a point vectorised, 52 point by point).
+SMALL = 12
 # Values beyond this size may overflow a sum of differences; such a series is scored
 # point by point, where overflow has its defined results.
 LARGE = 1e150
-# Work arrays of `_nearest`, kept per thread: fresh ones of a few MB per batch cost more in
-# page faults than the arithmetic in them.
-_scratch = threading.local()
-
-
-def _work(rows: int, columns: int) -> tuple[np.ndarray, np.ndarray]:
-    have = getattr(_scratch, "arrays", None)
-    if have is None or have[0].shape[0] < rows or have[0].shape[1] != columns:
-        have = _scratch.arrays = (np.empty((rows, columns)), np.empty((rows, columns)))
-    return have[0][:rows], have[1][:rows]
 
 
 def tail_rank(view: float, history: SortedWindow, spread_quantile: float | None = None) -> float:
@@ -84,31 +69,20 @@ def tail_rank_many(
     views: np.ndarray, history: SortedWindow, warmup: int, spread_quantile: float | None = None
 ) -> np.ndarray:
     """`tail_rank(views[i], history)` then `history.add(views[i])` for each i in order,
-    where the history holds `warmup` views or more; -1 where it did not yet. A plain loop
-    with the window's steps inline: vectorised counts over sliding windows (sorted blocks,
-    or triangular comparisons per batch) cost more than these bisections."""
-    out: list[float] = []
-    s, size = history.sorted, history.size
-    oldest, newest = history.order.popleft, history.order.append
-    for view in views.tolist():
-        n = len(s)
-        below = above = bisect_left(s, view)
-        if below < n and s[below] == view:
-            above = bisect_right(s, view, below)
-        if n < warmup:
-            out.append(-1.0)
-        elif below == n and s[-1] > 0:  # above every value: a record
-            out.append(_beyond(view, s, spread_quantile))
-        else:
-            out.append((below + 0.5 * (above - below)) / n * 0.99)
-        # history.add(view), with the insertion point known already
-        if n == size:
-            gone = bisect_left(s, oldest())
-            del s[gone]
-            above -= gone < above
-        newest(view)
-        s.insert(above, view)
-    return np.array(out)
+    where the history holds `warmup` views or more; -1 where it did not yet. Compiled
+    (`kernels.tail_ranks`: counts in a Fenwick tree, O(log n) a view); `views` hold no
+    NaN (each detector maps NaN to inf or 0 before ranking)."""
+    merged = history.merged(views)
+    ranks = kernels.tail_ranks(
+        merged,
+        np.argsort(merged),
+        len(history),
+        history.size,
+        warmup,
+        -1.0 if spread_quantile is None else spread_quantile,
+    )
+    history.slide(merged)
+    return ranks
 
 
 def surprise(rank: float) -> float:
@@ -128,16 +102,10 @@ def from_surprise(nats: float) -> float:
 
 
 def discounted_many(ranks: np.ndarray, nats: float) -> np.ndarray:
-    """`from_surprise(surprise(rank) - nats)` of each rank, with `math`'s logarithm and
-    exponential (numpy's need not match them to the last bit). Ranks whose surprise is
-    clearly below `nats` map to exactly 0 (`from_surprise` of a negative); numpy's
-    logarithm, off by an ulp at most, only picks them out."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rough = -np.log(1 - ranks / 0.99 * (1 - 1 / REFERENCE))
-    out = np.zeros(len(ranks))
-    for i in np.flatnonzero(~((ranks < 0.99) & (rough < nats - 1e-9))).tolist():
-        out[i] = from_surprise(surprise(float(ranks[i])) - nats)
-    return out
+    """`from_surprise(surprise(rank) - nats)` of each rank, compiled with the C library's
+    logarithm and exponential, those of `math` (numpy's need not match them to the last
+    bit)."""
+    return kernels.discounted(ranks, nats)
 
 
 def split_batch(
@@ -160,54 +128,6 @@ def split_batch(
         for k in range(i, count):
             out[k] = one(k)
     return out
-
-
-def _nearest(y: np.ndarray, start: int, memory: int, gap: int, length: int) -> np.ndarray:
-    """For each context of `y` (`length` values) ending at y[start:], the L1 distance to
-    the nearest of the contexts `gap + 1` to `gap + memory` points before it that lie in
-    `y`: bit for bit `ContextNovelty.score_one`'s sum.
-
-    Along the lags: one difference per value and lag, their sums of `length` shared by
-    doubling, then the exact sum in `score_one`'s order (the oldest term first) for the
-    lags within rounding of the nearest. Sums of `length` non-negative terms in any order
-    lie within `length` x eps of the exact sum, so the exact nearest is among those."""
-    reach = gap + memory
-    b, first = len(y) - start, start - length + 1
-    # Values before `y` are +inf: their lags are never the nearest.
-    padded = np.concatenate([np.full(reach, np.inf), y])
-    # terms[r, m] = |y[q] - y[q - lag]| for q = first + r, lag = reach - m.
-    terms, sums = _work(len(y) - first, memory)
-    np.subtract(sliding_window_view(padded, memory)[first : len(y)], y[first:, None], out=terms)
-    np.abs(terms, out=terms)
-    width, n = 1, len(terms)
-    sums[:] = terms
-    while width * 2 <= length:
-        np.add(sums[: n - width], sums[width:n], out=sums[: n - width])
-        n, width = n - width, width * 2
-    approx = sums[:b]
-    if width < length:  # not a power of two: add the remaining blocks plainly
-        approx = approx.copy()
-        for k in range(width, length):
-            approx += terms[k : k + b]
-    best = approx.min(axis=1)
-    near = approx <= best[:, None] * (1 + 8 * length * np.finfo(float).eps)
-    count = near.sum(axis=1)
-    single = count == 1
-    at = np.arange(b)
-    cols = np.where(single, approx.argmin(axis=1), 0)
-    exact = terms[at, cols]
-    for k in range(1, length):
-        exact = exact + terms[at + k, cols]
-    distances = np.where(best == 0, 0.0, exact)  # a sum of zeros, in any order
-    tied = np.flatnonzero(~single & (best > 0))
-    if len(tied):
-        which, lags = np.nonzero(near[tied])
-        rows = tied[which]
-        total = terms[rows, lags]
-        for k in range(1, length):
-            total = total + terms[rows + k, lags]
-        distances[tied] = np.minimum.reduceat(total, np.searchsorted(which, np.arange(len(tied))))
-    return distances
 
 
 @dataclass(frozen=True)
@@ -270,30 +190,25 @@ class ContextNovelty:
         """`score_one` over finite `values`, in order: the same scores and state."""
         c = self.config
 
-        def steady(start: int) -> np.ndarray:
-            steps = -(-(len(values) - start) // CHUNK)  # even steps: no small one at the end
-            bounds = np.linspace(start, len(values), steps + 1).astype(int).tolist()
-            return np.concatenate([self._score_searched(values[a:b]) for a, b in pairwise(bounds)])
-
         return split_batch(
             len(values),
             lambda: len(self.recent) < c.length - 1 or self.stored < c.min_memory,
             lambda i: self.score_one(float(values[i])),
-            steady,
+            lambda start: self._score_searched(values[start:]),
         )
 
     def _score_searched(self, values: np.ndarray) -> np.ndarray:
         """A batch once the memory is searched: the nearest distances of all its contexts
-        at once (`_nearest`), against the values the ring and the pending contexts hold."""
+        at once (`kernels.nearest`), against the values the ring and the pending contexts hold."""
         c, b, length = self.config, len(values), self.config.length
         held = min(self.stored, c.memory)
         slots = (self.stored - held + np.arange(held)) % c.memory
         known = np.concatenate([self.contexts[:, slots].T, np.array(self.pending)])
         y = np.concatenate([known[0], known[1:, -1], values])
-        if not np.abs(y).max() <= LARGE:
+        if not np.abs(y).max() <= LARGE or length < 2:
             return np.array([self.score_one(v) for v in values.tolist()])
         h = len(y) - b
-        distances = _nearest(y, h, c.memory, c.gap, length)
+        distances = kernels.nearest(y, h, c.memory, c.gap, length)
         scores = tail_rank_many(distances, self.distances, c.warmup, c.spread_quantile)
         # The pending contexts and the batch's own, oldest first: all but the newest `gap`
         # move into the ring.

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from tunelytics.domain.monitoring import kernels
 from tunelytics.domain.monitoring.context import SMALL, ContextConfig, ContextNovelty
 from tunelytics.domain.monitoring.robust import RobustConfig, RobustViews
 from tunelytics.domain.monitoring.volatility import Volatility, VolatilityConfig
@@ -106,10 +107,20 @@ class SeriesDetector:
         with np.errstate(invalid="ignore"):
             inside = (score >= 0.0) & (score <= 1.0)
         score = np.where(inside, score, np.where(score > 1.0, 1.0, 0.0))
-        once = self._once
-        for i, s in zip(finite.tolist(), score.tolist(), strict=True):
-            self.seen += 1
-            out[i] = once(s)
+        c = self.config
+        out[finite], self.seen, self.last_alarm, self.last_alarm_score, self.last_loud = (
+            kernels.alarm_once(
+                score,
+                self.seen,
+                self.last_alarm,
+                self.last_alarm_score,
+                self.last_loud,
+                c.quiet_period,
+                c.quiet_damping,
+                c.alarm_level,
+                c.alarm_quiet,
+            )
+        )
         return out
 
     def _once(self, score: float) -> float:

@@ -64,7 +64,8 @@ class RobustConfig:
 def _robust_z(value: float, window: SortedWindow, spread_floor: float) -> float:
     """Distance from the median in robust standard deviations (the interquartile range
     read straight off the sorted window: O(1), unlike a MAD)."""
-    s, n = window.sorted, len(window.sorted)
+    s = window.sorted
+    n = len(s)
     spread = (s[(3 * n) // 4] - s[n // 4]) / 1.349
     z = abs(value - window.median()) / max(spread, spread_floor)
     return z if not math.isnan(z) else 0.0
@@ -165,9 +166,12 @@ class RobustViews:
         if not (max(-self.low, self.high) <= LARGE and np.abs(values).max() <= LARGE):
             return np.array([self.score_one(v) for v in values.tolist()])
         each = np.arange(b)
-        seasonal, has_seasonal = self._seasonal_many(values, self.period, c.seasonal_days)
-        weekly, has_weekly = self._seasonal_many(values, self.week, c.seasonal_weeks)
-        recent = np.concatenate([np.array(self.recent), values])
+        # `past` then the batch, once for both seasons (np.fromiter: np.array of a deque
+        # of thousands of floats costs more than a small batch's scoring).
+        past = np.concatenate([np.fromiter(self.past, float, len(self.past)), values])
+        seasonal, has_seasonal = self._seasonal_many(values, past, self.period, c.seasonal_days)
+        weekly, has_weekly = self._seasonal_many(values, past, self.week, c.seasonal_weeks)
+        recent = np.concatenate([np.fromiter(self.recent, float, len(self.recent)), values])
         short = np.zeros(b)
         for k in range(c.short_mean - 1, -1, -1):  # sum() of the deque: oldest first
             short = short + recent[len(recent) - b - k : len(recent) - k]
@@ -216,15 +220,14 @@ class RobustViews:
         return score
 
     def _seasonal_many(
-        self, values: np.ndarray, period: int, most: int
+        self, values: np.ndarray, past: np.ndarray, period: int, most: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`_seasonal_residual` of each of `values` as `past` grows with them, and where
-        there is one."""
+        """`_seasonal_residual` of each of `values` as `past` grows with them (`past`: the
+        values held, then `values`), and where there is one."""
         b = len(values)
         if period <= 0:
             return np.zeros(b), np.zeros(b, dtype=bool)
         n0 = len(self.past)
-        past = np.concatenate([np.array(self.past), values])
         held = np.minimum(n0 + np.arange(b), self.past.maxlen or n0 + b)
         has = held >= 2 * period
         if not has.any():

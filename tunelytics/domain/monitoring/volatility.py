@@ -105,7 +105,9 @@ class Volatility:
         if not max(max(self.steps), abs(self.previous), np.abs(values).max()) <= LARGE:
             return np.array([self.score_one(v) for v in values.tolist()])
         before = np.concatenate([[self.previous], values[:-1]])
-        steps = np.concatenate([np.array(self.steps), np.abs(values - before)])
+        steps = np.concatenate(
+            [np.fromiter(self.steps, float, len(self.steps)), np.abs(values - before)]
+        )
         newest = len(steps) - b
         score = np.zeros(b)
         for span, views in zip(c.spans, self.views, strict=True):

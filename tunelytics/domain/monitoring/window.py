@@ -1,5 +1,6 @@
 """A sliding window that keeps its values sorted: rolling median, MAD and ranks in O(n)
-memmove per point (n is a few hundred), with explicit, serialisable state."""
+memmove per point (n is a few hundred), with explicit, serialisable state. Batches go
+through compiled loops (`kernels`) that give the same statistics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+
+from tunelytics.domain.monitoring import kernels
 
 
 class SortedWindow:
@@ -20,67 +23,94 @@ class SortedWindow:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.order: deque[float] = deque()
-        self.sorted: list[float] = []
+        self._order: deque[float] = deque()
+        self._sorted: list[float] = []
+        # After a batch: the values held, oldest first, as an array (the lists are stale
+        # then); the lists are made from it only when a single point needs them, so
+        # consecutive batches cost no list sorting or conversion.
+        self._held: np.ndarray | None = None
+
+    @property
+    def order(self) -> deque[float]:
+        """The values held, oldest first."""
+        if self._held is not None:
+            self._take_lists()
+        return self._order
+
+    @property
+    def sorted(self) -> list[float]:
+        """The values held, ascending."""
+        if self._held is not None:
+            self._take_lists()
+        return self._sorted
+
+    def _take_lists(self) -> None:
+        assert self._held is not None
+        self._order = deque(self._held.tolist())
+        self._sorted = np.sort(self._held).tolist()
+        self._held = None  # the lists change from now on
 
     def __len__(self) -> int:
-        return len(self.order)
+        return len(self._held) if self._held is not None else len(self._order)
 
+    # The single-point methods read the lists directly (no property calls: `score_one`
+    # runs them a dozen times a point).
     def add(self, value: float) -> None:
-        if len(self.order) == self.size:
-            old = self.order.popleft()
-            del self.sorted[bisect_left(self.sorted, old)]
-        self.order.append(value)
-        insort(self.sorted, value)
+        if self._held is not None:
+            self._take_lists()
+        order, s = self._order, self._sorted
+        if len(order) == self.size:
+            old = order.popleft()
+            del s[bisect_left(s, old)]
+        order.append(value)
+        insort(s, value)
 
     def median(self) -> float:
-        s, n = self.sorted, len(self.sorted)
+        if self._held is not None:
+            self._take_lists()
+        s = self._sorted
+        n = len(s)
         return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
 
     def rank(self, value: float) -> float:
         """Share of the window strictly below `value` (ties count half)."""
-        if not self.sorted:
+        if self._held is not None:
+            self._take_lists()
+        s = self._sorted
+        if not s:
             return 0.5
-        below = bisect_left(self.sorted, value)
-        equal = bisect_right(self.sorted, value) - below
-        return (below + 0.5 * equal) / len(self.sorted)
+        below = bisect_left(s, value)
+        equal = bisect_right(s, value) - below
+        return (below + 0.5 * equal) / len(s)
 
     def quartiles_many(
         self, added: np.ndarray, counts: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`add` each of `added`, in order, reporting the median, lower and upper quartile
-        (`sorted[n // 4]`, `sorted[3 * n // 4]`) after the first `counts[i]` of them, for
-        each i (none beyond len(added); each state must hold a value). A plain loop: a
-        numpy sort of every window state costs more than the insertions."""
-        wanted = np.zeros(len(added) + 1, dtype=bool)
-        wanted[counts] = True
-        median: list[float] = []
-        low: list[float] = []
-        high: list[float] = []
-        s, size = self.sorted, self.size
-        oldest, newest = self.order.popleft, self.order.append
-        half, odd, lower, upper = size // 2, size % 2, size // 4, (3 * size) // 4
-        for value, report in zip([*added.tolist(), None], wanted.tolist(), strict=True):
-            n = len(s)
-            if report and n == size:  # the usual case, its positions known
-                median.append(s[half] if odd else 0.5 * (s[half - 1] + s[half]))
-                low.append(s[lower])
-                high.append(s[upper])
-            elif report:
-                median.append(s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2]))
-                low.append(s[n // 4])
-                high.append(s[(3 * n) // 4])
-            if value is None:
-                break
-            if n == size:  # self.add(value), inline
-                del s[bisect_left(s, oldest())]
-            newest(value)
-            insort(s, value)
-        at = np.searchsorted(np.flatnonzero(wanted), counts)
-        return np.array(median)[at], np.array(low)[at], np.array(high)[at]
+        """`add` each of `added` (no NaN), in order, reporting the median, lower and upper
+        quartile (`sorted[n // 4]`, `sorted[3 * n // 4]`) after the first `counts[i]` of
+        them, for each i (`counts` ascending, none beyond len(added); each state must hold
+        a value). Compiled (`kernels.quartiles`)."""
+        merged = self.merged(added)
+        out = kernels.quartiles(merged, np.argsort(merged), len(self), self.size, counts)
+        self.slide(merged)
+        return out
+
+    def merged(self, added: np.ndarray) -> np.ndarray:
+        """The values held, oldest first, then `added`."""
+        held = self._held
+        if held is None:
+            held = np.fromiter(self.order, float, len(self.order))
+        return np.concatenate([held, added])
+
+    def slide(self, merged: np.ndarray) -> None:
+        """Hold the newest `size` of `merged`, as `add` of each value after those held
+        would."""
+        self._held = merged[-self.size :].copy()
+        self._order, self._sorted = deque(), []  # stale: freed (floats in lists cost 4x)
 
     def state(self) -> dict[str, Any]:
-        return {"size": self.size, "values": list(self.order)}
+        values = self._held.tolist() if self._held is not None else list(self.order)
+        return {"size": self.size, "values": values}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SortedWindow:
