@@ -36,7 +36,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \
     PORT=8000 \
-    TUNELYTICS_DATA_DIR=/app/data
+    TUNELYTICS_DATA_DIR=/app/data \
+    NUMBA_CACHE_DIR=/app/.cache/numba
 
 RUN groupadd --system --gid 10001 tunelytics \
     && useradd --system --uid 10001 --gid tunelytics --home-dir /app --create-home \
