@@ -28,9 +28,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tunelytics.domain.monitoring import kernels
 from tunelytics.domain.monitoring.window import SortedWindow
 
-# The evidence scale: a record of the last REFERENCE points is worth ln(REFERENCE) nats.
-REFERENCE = 800
-RECORD = math.log(REFERENCE)
+# The evidence scale (defined with the compiled loops, which need it as a global).
+REFERENCE = kernels.REFERENCE
+RECORD = kernels.RECORD
 # Fewer points than this go point by point: a vectorised step has a fixed cost of about
 # 0.6 ms (NAB series, compiled: batches of 4 / 8 / 12 / 16 / 32 points scored
 # at 134 / 68 / 47 / 36 / 19 us a point vectorised, 52 point by point).

@@ -19,7 +19,8 @@ import time
 import numpy as np
 from numba import njit
 
-REFERENCE = 800  # context.REFERENCE (context imports this module, not the reverse)
+# The evidence scale: a record of the last REFERENCE points is worth ln(REFERENCE) nats.
+REFERENCE = 800
 RECORD = math.log(REFERENCE)
 
 
