@@ -20,6 +20,7 @@ import numpy as np
 from tests.conftest import SeededTenant
 from tests.helpers import Api, ApiServer, codes, token
 from tunelytics.domain.auth import Role
+from tunelytics.domain.monitoring import kernels
 from tunelytics.domain.monitoring.detector import SeriesDetector
 from tunelytics.domain.monitoring.points import PointDraft, Reason, series_id
 from tunelytics.domain.tenancy import Tenant
@@ -395,6 +396,46 @@ async def test_replay_streams_a_csv_into_a_tenant_through_the_api(
     ]
 
 
+async def test_a_lease_is_renewed_without_rewriting_the_detector_state(
+    storage: Storage,
+) -> None:
+    """Half-way through its lease an owner renews it; the state is written only when a
+    checkpoint is due (points, age, shutdown), not at every renewal. Another replica
+    still cannot take the series, and a renewal after a takeover is refused."""
+    tenant_id = f"t-{uuid.uuid4().hex[:10]}"
+    await storage.tenants.create(Tenant(id=tenant_id, name="Renewals"))
+    store = monitoring_store(storage.db)
+    settings = MonitoringSettings(lease_ms=600, checkpoint_seconds=3_600)
+    owner = MonitoringService(store, settings, owner="owner")
+    other = MonitoringService(store, MonitoringSettings(lease_ms=60_000), owner="other")
+    start = int(datetime.now(UTC).timestamp() * 1000) - 4 * 3_600_000
+    sid = series_id("cpu", {})
+
+    def point(i: int) -> list[PointDraft]:
+        return [PointDraft("cpu", (), start + i * 60_000, float(i % 7))]
+
+    assert (await owner.ingest(tenant_id, point(0), 30)).stored == 1
+    checkpoints = storage.db["metric_checkpoints"]
+    key = {"tenant_id": tenant_id, "series_id": sid}
+    for i in range(1, 5):  # 1.2 s: twice the lease, renewed by each flush past its half
+        await asyncio.sleep(0.3)
+        await owner.flush()
+        assert (await owner.ingest(tenant_id, point(i), 30)).stored == 1
+        refused = await other.ingest(tenant_id, point(100 + i), 30)
+        assert [r.reason for r in refused.rejected] == [Reason.OWNED_ELSEWHERE]
+    doc = await checkpoints.find_one(key)
+    assert doc is not None and doc["owner"] == "owner"
+    assert doc["version"] == 0 and "state" not in doc  # renewed, never checkpointed
+    assert doc["lease_until"] > int(datetime.now(UTC).timestamp() * 1000)
+    await owner.flush(everything=True)
+    doc = await checkpoints.find_one(key)
+    assert doc is not None and doc["version"] == 1 and doc["state"] is not None
+    # A renewal is a compare-and-set on (owner, version), as a checkpoint is.
+    assert not await store.checkpoints.renew(tenant_id, sid, "owner", 0, 10**13)
+    assert not await store.checkpoints.renew(tenant_id, sid, "other", 1, 10**13)
+    assert await store.checkpoints.renew(tenant_id, sid, "owner", 1, 10**13)
+
+
 async def test_one_owner_per_series_and_a_takeover_fences_the_old_owner(
     storage: Storage,
 ) -> None:
@@ -406,6 +447,9 @@ async def test_one_owner_per_series_and_a_takeover_fences_the_old_owner(
     store = monitoring_store(storage.db)
     first = MonitoringService(store, MonitoringSettings(lease_ms=300), owner="first")
     second = MonitoringService(store, MonitoringSettings(lease_ms=60_000), owner="second")
+    # The detector's compiled loops ready, as the server has them before it ingests: a
+    # first compile (seconds) would outlast the 300 ms lease.
+    await asyncio.to_thread(kernels.warm_up)
     start = int(datetime.now(UTC).timestamp() * 1000) - 3_600_000
     values = [float(v) for v in np.random.default_rng(2).normal(10, 1, 60)]
 

@@ -365,6 +365,21 @@ class CheckpointRepository:
             return None
         return Checkpoint(0, owner, now_ms + lease_ms, None, None)
 
+    async def renew(
+        self, tenant_id: str, series: str, owner: str, version: int, lease_until: int
+    ) -> bool:
+        """Extend the owner's lease without writing the state (a compare-and-set on owner
+        and version, as `save`): False when another replica took the series meanwhile."""
+        result = await self.collection.update_one(
+            {
+                "_id": document_key(tenant_id, series),
+                "owner": {"$eq": owner},
+                "version": {"$eq": version},
+            },
+            {"$set": {"lease_until": lease_until}},
+        )
+        return result.matched_count == 1
+
     async def existing(self, tenant_id: str, series: list[str]) -> set[str]:
         """Which of these series have a checkpoint document (i.e. were ever owned)."""
         cursor = self.collection.find(keyed(tenant_id, series), {"series_id": 1})
