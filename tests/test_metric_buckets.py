@@ -157,3 +157,18 @@ async def test_points_of_the_one_document_a_point_layout_move_into_buckets(
         )
     finally:
         await storage.client.drop_database(db.name)
+
+
+async def test_a_point_at_the_opening_time_of_a_trimmed_bucket_is_refused_alone(
+    storage: Storage,
+) -> None:
+    tenant_id = _tenant()
+    store = monitoring_store(storage.db)
+    times = [T0 + i * MINUTE for i in range(10)]
+    await store.points.insert(tenant_id, _rows("k", times), 30)
+    assert await store.points.delete_before(tenant_id, "k", times[3]) == 3
+    # A bucket opening at times[0] exists (trimmed to times[3:]): that key is taken.
+    again = _rows("k", [times[0], times[1]])
+    assert await store.points.insert(tenant_id, again, 30) == {0}
+    got = await store.points.between(tenant_id, "k", 0, T0 + 10**9, 100)
+    assert [p.at_ms for p in got] == [times[1], *times[3:]]

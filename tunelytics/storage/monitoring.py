@@ -187,6 +187,10 @@ class PointRepository:
             )
         }
         duplicates = {i for i in positions if points[i][1] in stored}
+        if not duplicates:
+            # The bucket keyed at this time was trimmed by retention past its first point:
+            # that time is taken, so its point is refused (and the recursion ends).
+            duplicates = {positions[0]}
         rest = [i for i in positions if i not in duplicates]
         if rest:
             nested = await self.insert(tenant_id, [points[i] for i in rest], retention_days)
