@@ -172,3 +172,19 @@ async def test_a_point_at_the_opening_time_of_a_trimmed_bucket_is_refused_alone(
     assert await store.points.insert(tenant_id, again, 30) == {0}
     got = await store.points.between(tenant_id, "k", 0, T0 + 10**9, 100)
     assert [p.at_ms for p in got] == [times[1], *times[3:]]
+
+
+async def test_a_replay_into_a_fuller_bucket_refuses_exactly_the_repeated_times(
+    storage: Storage,
+) -> None:
+    """The stored bucket holds more points than the replayed one: each stored time the
+    replay repeats is refused, first, middle or last, and the new time is stored."""
+    tenant_id = _tenant()
+    store = monitoring_store(storage.db)
+    times = [T0 + i * MINUTE for i in range(21)]
+    await store.points.insert(tenant_id, _rows("f", times), 30)
+    replay = [times[0], times[10] + 1, times[10], times[20]]
+    replay.sort()
+    assert await store.points.insert(tenant_id, _rows("f", replay), 30) == {0, 1, 3}
+    got = await store.points.between(tenant_id, "f", 0, T0 + 10**9, 100)
+    assert [p.at_ms for p in got] == sorted([*times, times[10] + 1])

@@ -23,7 +23,6 @@ compare-and-set (`save_checkpoint`), so two replicas can never both advance one 
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -179,11 +178,12 @@ class PointRepository:
         points: list[tuple[str, int, float, float]],
         retention_days: int,
     ) -> set[int]:
-        series = clashed["series_id"]
+        first, last = clashed["first"], clashed["last"]
+        # Every stored point of the bucket's time range (at most one a millisecond).
         stored = {
             p.at_ms
             for p in await self.between(
-                tenant_id, series, clashed["first"], clashed["last"] + 1, len(positions)
+                tenant_id, clashed["series_id"], first, last + 1, last - first + 1
             )
         }
         duplicates = {i for i in positions if points[i][1] in stored}
@@ -248,7 +248,7 @@ class PointRepository:
         before_ms = max(before_ms, 0)
         query = _overlapping(tenant_id, series, 0, before_ms)
         deleted = 0
-        async for doc in self.collection.find(query, {"t": 1, "v": 1, "s": 1, "last": 1}):
+        async for doc in self.collection.find(query, {"t": 1, "v": 1, "s": 1}):
             keep = [i for i, at in enumerate(doc["t"]) if at >= before_ms]
             deleted += len(doc["t"]) - len(keep)
             if not keep:
@@ -506,8 +506,11 @@ async def migrate_point_documents(db: AsyncDatabase[Document], chunk: int = 10_0
             keep = docs[0]["expire_at"] - (EPOCH + timedelta(milliseconds=docs[0]["t"]))
             rows = [(d["series_id"], d["t"], d["v"], d["s"]) for d in docs]
             buckets = bucket_documents(tenant_id, rows, keep)
-            with contextlib.suppress(BulkWriteError):  # duplicates of an interrupted run
+            try:
                 await db["metric_buckets"].insert_many([b for b, _ in buckets], ordered=False)
+            except BulkWriteError as error:  # duplicates of an interrupted run are moved
+                if any(e["code"] != 11000 for e in error.details["writeErrors"]):
+                    raise
         batch.clear()
 
     # In `_id` order: each series' points in time order, as buckets need them.
