@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from tunelytics.domain.recommend import (  # noqa: E402
     Catalogue,
+    Following,
     ListeningHistory,
     RecommenderConfig,
     train_recommender,
@@ -47,6 +48,7 @@ from tunelytics.domain.recommend import (  # noqa: E402
 from tunelytics.domain.recommend.metrics import ranking_metrics  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "lastfm-2k" / "user_artists.dat"
+DEFAULT_FOLLOWING = DEFAULT_DATA.with_name("user_friends.dat")
 K = 10
 Scorer = Callable[[np.ndarray], torch.Tensor]  # listener rows -> (rows, items) scores
 
@@ -71,6 +73,21 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], lis
     lid, l_idx = np.unique(np.array(listeners), return_inverse=True)
     iid, i_idx = np.unique(np.array(items), return_inverse=True)
     return l_idx, i_idx, np.array(counts), lid.tolist(), iid.tolist()
+
+
+def load_following(path: Path, listener_ids: list[str]) -> Following:
+    """Tab-separated follower, followed pairs (header optional) as the product's Following,
+    in the evaluation's listener names (u<row>); pairs naming other listeners are dropped."""
+    row = {lid: f"u{r}" for r, lid in enumerate(listener_ids)}
+    pairs = []
+    with path.open() as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) >= 2 and parts[0] in row and parts[1] in row:
+                pairs.append((row[parts[0]], row[parts[1]]))
+    return Following(
+        np.array([a for a, _ in pairs], dtype=str), np.array([b for _, b in pairs], dtype=str)
+    )
 
 
 def holdout(
@@ -168,8 +185,14 @@ def implicit_als(train: sp.csr_matrix, factors: int, reg: float, alpha: float) -
     return lambda rows: users[torch.from_numpy(rows.astype(np.int64))] @ items.T
 
 
-def product(train: sp.csr_matrix, item_ids: list[str], config: RecommenderConfig) -> Scorer:
-    """train_recommender on the training pairs (count = repetition), served by recommend()."""
+def product(
+    train: sp.csr_matrix,
+    item_ids: list[str],
+    config: RecommenderConfig,
+    following: Following | None = None,
+) -> Scorer:
+    """train_recommender on the training pairs (count = repetition) and, when given, who
+    follows whom; served by recommend()."""
     coo = train.tocoo()
     history = ListeningHistory(
         listener_ids=np.array([f"u{r}" for r in coo.row]),
@@ -177,7 +200,7 @@ def product(train: sp.csr_matrix, item_ids: list[str], config: RecommenderConfig
         plays=coo.data,
     )
     catalogue = Catalogue(track_ids=np.array(item_ids), artist_ids=np.array(item_ids))
-    model = train_recommender(history, catalogue, config)
+    model = train_recommender(history, catalogue, config, following=following)
     product.last_model = model  # type: ignore[attr-defined]
     index = {t: i for i, t in enumerate(item_ids)}
 
@@ -218,6 +241,12 @@ def main() -> int:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--models", default="popular,itemknn,ease,als,product")
+    parser.add_argument(
+        "--following",
+        type=Path,
+        help="tab-separated follower, followed listener pairs for the product (default: "
+        "user_friends.dat beside the default data; 'none' for listens alone)",
+    )
     parser.add_argument("--validation", action="store_true", help="report on the validation split")
     parser.add_argument("--min-items", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
@@ -231,11 +260,18 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     models = args.models.split(",")
 
-    l_idx, i_idx, counts, _, item_ids = load(args.data)
+    l_idx, i_idx, counts, listener_ids, item_ids = load(args.data)
     matrix = sp.csr_matrix((counts, (l_idx, i_idx)), shape=(l_idx.max() + 1, i_idx.max() + 1))
     matrix.sum_duplicates()
     keep = np.flatnonzero(np.diff(matrix.indptr) >= args.min_items)
     matrix = matrix[keep].tocsr()
+    following_path = args.following
+    if following_path is None and args.data == DEFAULT_DATA and DEFAULT_FOLLOWING.exists():
+        following_path = DEFAULT_FOLLOWING
+    following = None
+    if following_path is not None and str(following_path) != "none":
+        following = load_following(following_path, [listener_ids[k] for k in keep])
+        print(f"{following_path.name}: {len(following)} follower-followed pairs", flush=True)
     train, test = holdout(matrix, 0.2, seed=0)
     fit_train, valid = holdout(train, 0.2, seed=1)
     if args.validation:
@@ -285,7 +321,8 @@ def main() -> int:
         config = RecommenderConfig(
             **{k: type(getattr(RecommenderConfig(), k))(v) for k, v in overrides.items()}
         )
-        run("tunelytics hybrid (train_recommender)", lambda: product(train, item_ids, config))
+        label = "tunelytics hybrid (train_recommender" + (", following)" if following else ")")
+        run(label, lambda: product(train, item_ids, config, following))
         model = product.last_model  # type: ignore[attr-defined]
         weights = ", ".join(f"{k} {v:.2f}" for k, v in model.blend_weights.items())
         print(f"  learned blend: {weights}; EASE lambda {model.parameters['ease_lambda']:g}")

@@ -10,6 +10,7 @@ import pytest
 
 from tunelytics.domain.recommend import (
     Catalogue,
+    Following,
     ListeningHistory,
     Recommender,
     RecommenderConfig,
@@ -330,3 +331,79 @@ def test_blend_learns_from_every_random_hold_out_fold() -> None:
         recs = model.recommend(["l0"], k=5)[0]
         assert recs is not None
         assert all(group_of_track(r.track_id) == 0 for r in recs)
+
+
+def circles_world(seed: int = 5) -> tuple[ListeningHistory, Following]:
+    """Four circles of 30 friends, each circle with its own 20 tracks, but every listener
+    has played only 2 of them plus 2 random tracks from anywhere: listens alone say little
+    of a listener's circle, whom they follow says it plainly."""
+    rng = np.random.default_rng(seed)
+    listeners, tracks, times, followers, followed = [], [], [], [], []
+    for listener in range(N_LISTENERS):
+        circle = listener % 4
+        own = [20 * circle + int(t) for t in rng.choice(20, 2, replace=False)]
+        for t in own + [int(t) for t in rng.choice(N_TRACKS, 2, replace=False)]:
+            listeners.append(f"l{listener}")
+            tracks.append(TRACKS[t])
+            times.append(rng.uniform(0, 30))
+        friends = [f for f in range(circle, N_LISTENERS, 4) if f != listener]
+        for friend in rng.choice(friends, 6, replace=False):
+            followers.append(f"l{listener}")
+            followed.append(f"l{friend}")
+    return (
+        ListeningHistory(np.array(listeners), np.array(tracks), played_at=np.array(times)),
+        Following(np.array(followers), np.array(followed)),
+    )
+
+
+def test_following_brings_the_circle_s_tracks() -> None:
+    history, following = circles_world()
+    catalogue = Catalogue(np.array(TRACKS), np.array(TRACKS))  # no content to lean on
+    alone = train_recommender(history, catalogue, SMALL)
+    social = train_recommender(history, catalogue, SMALL, following=following)
+    assert "following" not in alone.blend_weights
+    assert social.blend_weights["following"] > 0.1
+
+    def circle_share(model: Recommender) -> float:
+        ids = [f"l{i}" for i in range(N_LISTENERS)]
+        hits = total = 0
+        for i, recs in enumerate(model.recommend(ids, k=10)):
+            assert recs is not None
+            hits += sum(int(r.track_id[1:]) // 20 == i % 4 for r in recs)
+            total += len(recs)
+        return hits / total
+
+    assert circle_share(social) > circle_share(alone) + 0.15
+    reasons = {r.reason for recs in social.recommend(["l0", "l1"], k=10) for r in recs or []}
+    assert "popular with people you follow" in reasons
+
+
+def test_following_is_kept_by_serialisation_and_left_out_of_sessions() -> None:
+    history, following = circles_world()
+    catalogue = Catalogue(np.array(TRACKS), np.array(TRACKS))
+    model = train_recommender(history, catalogue, SMALL, following=following)
+    loaded = Recommender.from_bytes(model.to_bytes())
+    assert bool((loaded.scores(["l0", "l5"]) == model.scores(["l0", "l5"])).all())
+    names = [c.name for c in loaded.components]
+    # The following component is scored against EASE's tracks, stored once.
+    assert loaded.components[names.index("following")].items is (
+        loaded.components[names.index("ease")].items
+    )
+    # An anonymous session has nobody it follows: nothing of the following view reaches it.
+    session = loaded.recommend_for_tracks([["t0", "t1"]], k=10)[0]
+    assert session is not None
+    assert all(r.reason != "popular with people you follow" for r in session)
+
+
+def test_following_names_outside_the_history_are_ignored() -> None:
+    history, following = circles_world()
+    catalogue = Catalogue(np.array(TRACKS), np.array(TRACKS))
+    noisy = Following(
+        np.concatenate([following.follower_ids, ["ghost", "l0", "l0"]]),
+        np.concatenate([following.followed_ids, ["l1", "ghost", "l0"]]),
+    )
+    clean = train_recommender(history, catalogue, SMALL, following=following)
+    model = train_recommender(history, catalogue, SMALL, following=noisy)
+    assert bool((model.scores(["l0", "l3"]) == clean.scores(["l0", "l3"])).all())
+    with pytest.raises(ValueError, match="same length"):
+        Following(np.array(["a", "b"]), np.array(["c"]))

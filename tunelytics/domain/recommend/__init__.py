@@ -68,6 +68,7 @@ Serving (all batched, results aligned with the inputs, None for an unknown ID):
 
 from tunelytics.domain.recommend.data import (
     Catalogue,
+    Following,
     ListeningHistory,
     Recommendation,
     RecommenderConfig,
@@ -77,6 +78,7 @@ from tunelytics.domain.recommend.train import train_recommender
 
 __all__ = [
     "Catalogue",
+    "Following",
     "ListeningHistory",
     "Recommendation",
     "Recommender",

@@ -182,6 +182,36 @@ def ease_component(basis: EaseBasis, lam: float) -> Component:
     return Component("ease", basis.user_coords, items, basis.right)
 
 
+# --- social: the listeners one follows ---------------------------------------------------
+
+
+def following_matrix(
+    follower_idx: np.ndarray, followed_idx: np.ndarray, n_listeners: int
+) -> sp.csr_matrix:
+    """(listeners, listeners) row-stochastic: each follower's row averages over the distinct
+    listeners they follow (themselves excluded); rows of listeners following nobody are 0."""
+    keep = follower_idx != followed_idx
+    m = sp.csr_matrix(
+        (np.ones(int(keep.sum()), np.float32), (follower_idx[keep], followed_idx[keep])),
+        shape=(n_listeners, n_listeners),
+    )
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    counts = np.diff(m.indptr)
+    m.data /= np.repeat(np.maximum(counts, 1), counts).astype(np.float32)
+    return m
+
+
+def following_component(follows: sp.csr_matrix, taste: Component) -> Component:
+    """The taste of the listeners one follows: the mean of their listener vectors in a
+    collaborative component's space, scored against that component's tracks (the same item
+    matrix). Someone who follows nobody, and an anonymous session, get nothing from it."""
+    users = follows @ taste.users.numpy()
+    return Component(
+        "following", torch.from_numpy(np.asarray(users, np.float32)), taste.items, None
+    )
+
+
 # --- content ----------------------------------------------------------------------------
 
 

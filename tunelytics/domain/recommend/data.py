@@ -121,6 +121,25 @@ class Catalogue:
         return len(self.track_ids)
 
 
+@dataclass
+class Following:
+    """Who follows whom among the listeners: one row per (follower, followed) pair. What the
+    listeners one follows play is evidence of one's own taste (friends share music); a
+    mutual friendship is two rows."""
+
+    follower_ids: np.ndarray
+    followed_ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.follower_ids = np.asarray(self.follower_ids).astype(str)
+        self.followed_ids = np.asarray(self.followed_ids).astype(str)
+        if self.followed_ids.shape != self.follower_ids.shape or self.follower_ids.ndim != 1:
+            raise ValueError("follower_ids and followed_ids must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.follower_ids)
+
+
 @dataclass(frozen=True, slots=True)
 class Recommendation:
     """One recommended track; ``because`` is the track the reason refers to, if any."""
@@ -167,5 +186,5 @@ class RecommenderConfig:
     refit: bool = True
     seed: int = 0
     components: tuple[str, ...] = field(
-        default=("als", "ease", "genre", "artist", "audio", "popularity")
+        default=("als", "ease", "following", "genre", "artist", "audio", "popularity")
     )

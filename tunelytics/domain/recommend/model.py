@@ -15,6 +15,9 @@ FORMAT_VERSION = 1
 # How many of a listener's heaviest tracks are considered when explaining a result.
 EXPLAIN_HISTORY = 256
 COLLABORATIVE = ("als", "ease")
+# Components whose listener vectors come from other listeners (whom they follow): a session
+# folded in from its tracks alone has none.
+SOCIAL = ("following",)
 # Serving at catalogue scale: when tracks x serving dims exceeds EXACT_SCAN_FLOATS, a request
 # scans a compact COARSE_RANK-dim projection of the item matrix (a matvec over a few MB
 # instead of the whole matrix) and re-scores its best RESCORE_POOL tracks exactly.
@@ -71,6 +74,8 @@ def reason_for(component: str, because: str | None) -> str:
     if because is None:
         if component == "popularity":
             return "popular across the catalogue"
+        if component == "following":
+            return "popular with people you follow"
         return "popular with listeners like you"
     return {
         "als": f"because you played {because}",
@@ -170,7 +175,9 @@ class Recommender:
         """User vectors (in the serving layout) for sets of seed tracks."""
         blocks = []
         for c, cov, _ in self._active:
-            if c.query is None:
+            if c.name in SOCIAL:
+                u = torch.zeros(len(seeds), c.items.shape[1])
+            elif c.query is None:
                 u = torch.ones(len(seeds), c.items.shape[1])
             else:
                 u = torch.stack(
@@ -395,10 +402,17 @@ class Recommender:
         comps = []
         for i, c in enumerate(self.components):
             tensors[f"c{i}.users"] = c.users
-            tensors[f"c{i}.items"] = c.items
+            entry: dict[str, Any] = {"name": c.name, "weight": c.weight}
+            # A component scored against another's tracks (following) stores them once.
+            shared = next((j for j in range(i) if self.components[j].items is c.items), None)
+            if shared is None:
+                tensors[f"c{i}.items"] = c.items
+            else:
+                entry["items_of"] = shared
             if c.query is not None:
                 tensors[f"c{i}.query"] = c.query
-            comps.append({"name": c.name, "weight": c.weight, "query": c.query is not None})
+            entry["query"] = c.query is not None
+            comps.append(entry)
         meta = {
             "format": FORMAT_VERSION,
             "listener_ids": self.listener_ids,
@@ -420,16 +434,13 @@ class Recommender:
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"unsupported recommender format {meta.get('format')!r}")
         t = blob["tensors"]
-        components = [
-            ComponentState(
-                c["name"],
-                t[f"c{i}.users"],
-                t[f"c{i}.items"],
-                t[f"c{i}.query"] if c["query"] else None,
-                float(c["weight"]),
+        components: list[ComponentState] = []
+        for i, c in enumerate(meta["components"]):
+            items = t[f"c{i}.items"] if "items_of" not in c else components[c["items_of"]].items
+            query = t[f"c{i}.query"] if c["query"] else None
+            components.append(
+                ComponentState(c["name"], t[f"c{i}.users"], items, query, float(c["weight"]))
             )
-            for i, c in enumerate(meta["components"])
-        ]
         return cls(
             listener_ids=meta["listener_ids"],
             track_ids=meta["track_ids"],

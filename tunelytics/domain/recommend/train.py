@@ -21,9 +21,16 @@ from tunelytics.domain.recommend.components import (
     ease_basis,
     ease_component,
     fit_als,
+    following_component,
+    following_matrix,
     popularity_component,
 )
-from tunelytics.domain.recommend.data import Catalogue, ListeningHistory, RecommenderConfig
+from tunelytics.domain.recommend.data import (
+    Catalogue,
+    Following,
+    ListeningHistory,
+    RecommenderConfig,
+)
 from tunelytics.domain.recommend.interactions import (
     Interactions,
     aggregate,
@@ -85,6 +92,7 @@ def _fit_components(
     data: Interactions,
     content: _Content,
     prior: np.ndarray | None,
+    follows: sp.csr_matrix | None,
     config: RecommenderConfig,
     ease_lambda: float | None,
     report: Callable[[str], None],
@@ -111,6 +119,11 @@ def _fit_components(
             comps.append(ease_component(basis, ease_lambda or config.ease_lambdas[0]))
         else:
             basis = None
+    # Followed listeners' tastes in EASE's space (better on Last.fm than ALS's: validation
+    # NDCG@10 0.1960 against 0.1930), ALS's when EASE is off.
+    taste = next((c for name in ("ease", "als") for c in comps if c.name == name), None)
+    if "following" in config.components and follows is not None and follows.nnz and taste:
+        comps.append(following_component(follows, taste))
     for kind, vectors in content.vectors.items():
         comps.append(content_component(kind, vectors, data.positive))
     if "popularity" in config.components:
@@ -300,6 +313,7 @@ def train_recommender(
     catalogue: Catalogue,
     config: RecommenderConfig | None = None,
     progress: Progress | None = None,
+    following: Following | None = None,
 ) -> Recommender:
     """Train the hybrid; see the package docstring."""
     config = config or RecommenderConfig()
@@ -328,6 +342,17 @@ def train_recommender(
     listener_ids, listener_idx = np.unique(history.listener_ids, return_inverse=True)
     track_idx = np.array([track_index[t] for t in history.track_ids.tolist()], dtype=np.int64)
     shape = (len(listener_ids), len(track_ids))
+    follows = None
+    if following is not None and len(following):
+        # Only listeners with a history have a taste to follow or to be given one
+        # (listener_ids is sorted: np.unique).
+        ends = []
+        for ids in (following.follower_ids, following.followed_ids):
+            at = np.minimum(np.searchsorted(listener_ids, ids), len(listener_ids) - 1)
+            ends.append((at, listener_ids[at] == ids))
+        (follower_at, known_follower), (followed_at, known_followed) = ends
+        known = known_follower & known_followed
+        follows = following_matrix(follower_at[known], followed_at[known], len(listener_ids))
     strength = listen_strength(history, config)
     prior = None
     if catalogue.popularity is not None:
@@ -344,7 +369,13 @@ def train_recommender(
 
     t0 = time.perf_counter()
     comps, basis = _fit_components(
-        split.train, content, prior, config, None, lambda m: report(0.15, f"validation fit: {m}")
+        split.train,
+        content,
+        prior,
+        follows,
+        config,
+        None,
+        lambda m: report(0.15, f"validation fit: {m}"),
     )
     weights: dict[str, float] = {c.name: 1.0 for c in comps}
     metrics: dict[str, Any] = {"validation_listeners": len(valid_rows), "split": split.kind}
@@ -364,7 +395,15 @@ def train_recommender(
                 ]
                 if ndcg > best:
                     best, ease_lambda = ndcg, lam
-            comps = [ease_component(basis, ease_lambda) if c.name == "ease" else c for c in comps]
+            ease = ease_component(basis, ease_lambda)
+            comps = [
+                ease
+                if c.name == "ease"
+                else following_component(follows, ease)
+                if c.name == "following" and follows is not None
+                else c
+                for c in comps
+            ]
         report(0.5, "learning the blend weights")
         parts = [_blend_candidates(comps, split.train.positive, split.valid, blend_rows, config)]
         # More random hold-out folds (their own split and component fits) for the blend to
@@ -385,6 +424,7 @@ def train_recommender(
                 fold_split.train,
                 content,
                 prior,
+                follows,
                 fold_config,
                 ease_lambda,
                 fold_report,
@@ -407,7 +447,13 @@ def train_recommender(
     full = aggregate(listener_idx, track_idx, strength, shape, config)
     if config.refit:
         comps, _ = _fit_components(
-            full, content, prior, config, ease_lambda, lambda m: report(0.75, f"final fit: {m}")
+            full,
+            content,
+            prior,
+            follows,
+            config,
+            ease_lambda,
+            lambda m: report(0.75, f"final fit: {m}"),
         )
     else:
         # Keep the validation-time components but let them see every listener's history.
