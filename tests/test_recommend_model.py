@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from tunelytics.domain.recommend import (
     Catalogue,
@@ -16,6 +17,7 @@ from tunelytics.domain.recommend import (
     RecommenderConfig,
     train_recommender,
 )
+from tunelytics.domain.recommend.model import user_scale
 
 N_LISTENERS = 120
 N_TRACKS = 80
@@ -389,6 +391,16 @@ def test_following_is_kept_by_serialisation_and_left_out_of_sessions() -> None:
     assert loaded.components[names.index("following")].items is (
         loaded.components[names.index("ease")].items
     )
+    # Served scores are the blend of each component's standardised scores, the following
+    # view included, though it shares EASE's item block in the serving matrix.
+    rows = [loaded.listener_ids.index(lid) for lid in ("l0", "l5")]
+    expected = sum(
+        c.weight
+        * (c.users[rows] * user_scale(c.users, c.item_cov)[rows, None])
+        @ (c.items - c.item_mean).T
+        for c in loaded.components
+    )
+    assert torch.allclose(loaded.scores(["l0", "l5"]), expected, atol=1e-4)
     # An anonymous session has nobody it follows: nothing of the following view reaches it.
     session = loaded.recommend_for_tracks([["t0", "t1"]], k=10)[0]
     assert session is not None

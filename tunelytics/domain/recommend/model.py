@@ -124,29 +124,40 @@ class Recommender:
     def _build(self) -> None:
         """Concatenate the weighted components into one user and one item matrix so that a
         batch is scored by a single matmul. Item vectors are centred and user vectors scaled
-        by weight / std, which makes each component's scores per listener standardised."""
-        users, items, slices = [], [], []
+        by weight / std, which makes each component's scores per listener standardised.
+        Components scored against the same tracks (following shares EASE's) keep their own
+        user blocks, for the explanations, but one item block: a batch's user vectors are
+        summed onto it before the scan (``_serving``)."""
+        users, items, slices, user_to_item = [], [], [], []
         self._active: list[tuple[ComponentState, torch.Tensor, torch.Tensor]] = []
-        start = 0
+        blocks: list[tuple[torch.Tensor, int]] = []  # (raw item matrix, its first column)
+        item_weights: list[torch.Tensor] = []
+        user_start = item_start = 0
         for c in self.components:
             if c.weight == 0.0:
                 continue
             cov, mean = c.item_cov, c.item_mean
+            d = c.items.shape[1]
             users.append(c.users * (c.weight * user_scale(c.users, cov))[:, None])
-            items.append(c.items - mean)
-            slices.append((c.name, start, start + c.items.shape[1]))
-            start += c.items.shape[1]
+            at = next((lo for raw, lo in blocks if raw is c.items), None)
+            if at is None:
+                at = item_start
+                blocks.append((c.items, at))
+                items.append(c.items - mean)
+                item_weights.append(torch.full((d,), abs(c.weight)))
+                item_start += d
+            user_to_item.append(torch.arange(at, at + d))
+            slices.append((c.name, user_start, user_start + d, at, at + d))
+            user_start += d
             self._active.append((c, cov, mean))
         n_l, n_t = len(self.listener_ids), len(self.track_ids)
         self._users = torch.cat(users, 1).contiguous() if users else torch.zeros(n_l, 1)
         self._items = torch.cat(items, 1).contiguous() if items else torch.zeros(n_t, 1)
+        self._user_to_item = torch.cat(user_to_item) if user_to_item else torch.zeros(1).long()
+        self._merged = self._users.shape[1] != self._items.shape[1]
         self._slices = slices
         # Unit "taste" vectors for the diversity re-ranking: what the blend sees of a track.
-        weights = (
-            torch.cat([torch.full((c.items.shape[1],), abs(c.weight)) for c, _, _ in self._active])
-            if self._active
-            else torch.ones(1)
-        )
+        weights = torch.cat(item_weights) if item_weights else torch.ones(1)
         taste = self._items * weights
         self._taste = taste / taste.norm(dim=1, keepdim=True).clamp_min(1e-9)
         self._build_coarse()
@@ -160,12 +171,19 @@ class Recommender:
         self._coarse_map = torch.zeros(dims, 0)
         if n_tracks * dims <= EXACT_SCAN_FLOATS or dims <= COARSE_RANK:
             return
-        scale = self._users.pow(2).mean(0).sqrt().clamp_min(1e-6)
+        scale = self._serving(self._users).pow(2).mean(0).sqrt().clamp_min(1e-6)
         scaled = self._items * scale
         _, vectors = torch.linalg.eigh((scaled.T @ scaled).double())
         basis = vectors[:, -COARSE_RANK:].float()
         self._coarse_items = (scaled @ basis).contiguous()
         self._coarse_map = (basis / scale[:, None]).contiguous()
+
+    def _serving(self, users: torch.Tensor) -> torch.Tensor:
+        """User vectors (per component block) in the item matrix's layout."""
+        if not self._merged:
+            return users
+        out = torch.zeros(users.shape[0], self._items.shape[1])
+        return out.index_add_(1, self._user_to_item, users)
 
     @property
     def blend_weights(self) -> dict[str, float]:
@@ -259,7 +277,7 @@ class Recommender:
     def scores(self, listener_ids: list[str]) -> torch.Tensor:
         """Raw hybrid scores (listeners, tracks) for known listeners (evaluation, tests)."""
         rows = torch.tensor([self._listener_index[lid] for lid in listener_ids])
-        return self._users[rows] @ self._items.T
+        return self._serving(self._users[rows]) @ self._items.T
 
     def _rank(
         self,
@@ -300,6 +318,7 @@ class Recommender:
         item matrix, or at catalogue scale one scan of the compact matrix and an exact
         re-score of its best RESCORE_POOL tracks."""
         coarse = self._coarse_items
+        users = self._serving(users)
         scan = users @ self._items.T if coarse is None else users @ self._coarse_map @ coarse.T
         if exclude:
             lengths = torch.tensor([len(h[0]) for h in histories])
@@ -364,7 +383,10 @@ class Recommender:
         if len(cand) == 0:
             return []
         contrib = torch.stack(
-            [(user[lo:hi] * self._items[cand, lo:hi]).sum(1) for _, lo, hi in self._slices],
+            [
+                (user[u_lo:u_hi] * self._items[cand, i_lo:i_hi]).sum(1)
+                for _, u_lo, u_hi, i_lo, i_hi in self._slices
+            ],
             1,
         )
         dominant = contrib.argmax(1).tolist()
