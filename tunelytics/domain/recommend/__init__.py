@@ -16,11 +16,15 @@ Inputs (columnar numpy; see data.py):
   float matrix (zero rows = no audio). History tracks missing from the catalogue are added
   without content.
 
-Training: ``train_recommender(history, catalogue, config=None, progress=None) -> Recommender``.
-``progress(fraction 0..1, message)`` is called at each step. Components: implicit ALS
-(weighted MF trained with PyTorch, skips as confident zeros), EASE (closed form through a
-thin SVD, lambda chosen on the hold-out), content views (genres, artist, audio) and
-popularity. Each component's scores are standardised per listener; the blend weights
+- ``Following(follower_ids, followed_ids)``: optional, one row per listener following
+  another (a mutual friendship is two rows); names without a history are ignored.
+
+Training: ``train_recommender(history, catalogue, config=None, progress=None,
+following=None) -> Recommender``. ``progress(fraction 0..1, message)`` is called at each
+step. Components: implicit ALS (weighted MF trained with PyTorch, skips as confident
+zeros), EASE (closed form through a thin SVD, lambda chosen on the hold-out), following
+(the mean EASE listener vector of the listeners one follows, scored against EASE's
+tracks; given ``following``), content views (genres, artist, audio) and popularity. Each component's scores are standardised per listener; the blend weights
 are fitted with PyTorch on a time-based hold-out (the latest ``holdout_fraction`` of
 listens; random when there are no times): a listwise softmax likelihood over every
 component's top ``blend_top`` unseen tracks (Newton steps), then a coordinate search for
@@ -28,7 +32,8 @@ NDCG@10. With a random hold-out the blend learns from ``blend_folds`` folds at o
 its own seeded split and component fit; default 2): one fold's weights are noisy. Then the
 components are refitted on all listens. Serving concatenates the
 weighted components into one user and one item matrix (dims: factors + EASE rank +
-content dims + 1), so a batch is one matmul and one top-k. ``recommender.metrics`` holds hold-out
+content dims + 1; following adds its user block onto EASE's item block), so a batch is
+one matmul and one top-k. ``recommender.metrics`` holds hold-out
 ``recall@10``, ``ndcg@10``, ``coverage@10`` (plus ``<component>.ndcg@10``, ``split``,
 ``validation_listeners``); ``recommender.data_window`` holds ``listens``, ``listeners``,
 ``tracks``, ``split`` and, with times, ``start``/``end``/``holdout_from`` (ISO 8601);
@@ -45,7 +50,8 @@ Serving (all batched, results aligned with the inputs, None for an unknown ID):
   tracks, a session of only unknown tracks gets None.
 - ``Recommendation(track_id, score, reason, because)``: ``reason`` is a short English
   phrase ("because you played X", "similar sound to X", "same genres as X", "more from the
-  artist of X", "popular with listeners like you", "popular across the catalogue");
+  artist of X", "popular with people you follow", "popular with listeners like you",
+  "popular across the catalogue");
   ``because`` is the track ID it refers to (or None), so callers can show titles instead.
 - ``diversity`` in 0..1 trades relevance for dissimilarity (MMR); ``max_per_artist`` caps
   tracks per artist.
