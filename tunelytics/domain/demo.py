@@ -84,6 +84,11 @@ RISING_DAYS = 21
 RISING_WEEKLY = 2.7
 RISING_FINAL_SHARE = (0.010, 0.014)  # of the last day's plays, per rising track
 RISING_MIN_TRACKS = 100  # smaller catalogues (tests' sizes) are left flat
+# Who follows whom: each listener follows a few others, mostly of its own taste (friends
+# share music), so the recommender's following view has something to learn from. Drawn
+# from a generator of their own, like the rising tracks: the rest of the data is as it was.
+FOLLOWS_PER_LISTENER = (3, 10)  # inclusive
+FOLLOWS_SAME_TASTE = 0.8
 SYLLABLES = (
     "ka",
     "lo",
@@ -191,6 +196,7 @@ def generate_demo(size: DemoSize | None = None, seed: int = 7, end: datetime | N
     artists, artist_weight, artist_genre = _artists(rng, size.artists)
     tracks, track_weight = _tracks(rng, size.tracks, artists, artist_weight, artist_genre)
     listeners, listener_taste, listener_activity = _listeners(rng, size.listeners, start, end)
+    _follow(np.random.default_rng([seed, 7]), listeners, listener_taste)
     rising = _Rising(np.random.default_rng([seed, 6]), size)
     listens = list(
         _listens(
@@ -292,6 +298,29 @@ def _listeners(
             )
         )
     return listeners, taste, activity
+
+
+def _follow(rng: np.random.Generator, listeners: list[Listener], taste: np.ndarray) -> None:
+    """Give each listener FOLLOWS_PER_LISTENER others to follow, in place; each one of the
+    same taste with probability FOLLOWS_SAME_TASTE (while there are such listeners left)."""
+    n = len(listeners)
+    by_taste = {int(g): np.flatnonzero(taste == g) for g in np.unique(taste)}
+    everyone = np.arange(n)
+    for i, listener in enumerate(listeners):
+        count = min(int(rng.integers(FOLLOWS_PER_LISTENER[0], FOLLOWS_PER_LISTENER[1] + 1)), n - 1)
+        same = by_taste[int(taste[i])]
+        same = same[same != i]
+        other = np.setdiff1d(everyone, np.append(same, i), assume_unique=True)
+        n_same = min(int((rng.random(count) < FOLLOWS_SAME_TASTE).sum()), len(same))
+        n_other = min(count - n_same, len(other))
+        n_same = min(count - n_other, len(same))  # too few of other tastes: more of its own
+        chosen = np.concatenate(
+            [
+                rng.choice(same, size=n_same, replace=False),
+                rng.choice(other, size=n_other, replace=False),
+            ]
+        )
+        listener.follows = [listeners[j].id for j in sorted(chosen.tolist())]
 
 
 @dataclass(slots=True)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, defaultdict, deque
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from tunelytics.domain.batches import BatchResult, sort_out
+from tunelytics.domain.batches import BatchResult, Rejection, sort_out
 from tunelytics.domain.catalog import Track, check_id
 from tunelytics.domain.errors import InvalidItem, UnknownReference
 
@@ -17,6 +18,10 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_LATENESS = timedelta(days=365)
 PLANS = ("free", "premium", "family", "student")
 SOURCES = ("playlist", "album", "radio", "search", "library", "recommendation", "other")
+# Far above any real social circle; bounds the document and what `following` may read.
+MAX_FOLLOWS = 1_000
+# A rejection names at most this many unknown IDs (the message stays readable).
+MAX_NAMED_UNKNOWN = 10
 
 
 @dataclass(slots=True)
@@ -25,6 +30,8 @@ class Listener:
     country: str
     plan: str
     signup_at: datetime
+    # IDs of listeners of the same tenant this one follows, in the order given.
+    follows: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -87,6 +94,9 @@ class ListenerDraft:
     country: str
     plan: str
     signup_at: datetime | None = None
+    # None: an update keeps the stored list (a new listener follows nobody); a list
+    # replaces it.
+    follows: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +111,10 @@ class ListenDraft:
 
 class ListenerStore(Protocol):
     async def by_ids(self, tenant_id: str, ids: list[str]) -> dict[str, Listener]: ...
-    async def upsert_many(self, tenant_id: str, listeners: list[Listener]) -> None: ...
+    async def existing_ids(self, tenant_id: str, ids: list[str]) -> set[str]: ...
+    async def upsert_many(
+        self, tenant_id: str, listeners: list[Listener], keep_follows: Collection[str] = ()
+    ) -> None: ...
 
 
 class ListenStore(Protocol):
@@ -121,18 +134,78 @@ def new_listener(draft: ListenerDraft, now: datetime) -> Listener:
     signup_at = as_utc(draft.signup_at) if draft.signup_at else now
     if signup_at > now + MAX_CLOCK_SKEW:
         raise InvalidItem("signupAt", "is in the future")
+    listener_id = check_id(draft.id, "id")
     return Listener(
-        id=check_id(draft.id, "id"), country=draft.country, plan=draft.plan, signup_at=signup_at
+        id=listener_id,
+        country=draft.country,
+        plan=draft.plan,
+        signup_at=signup_at,
+        follows=clean_follows(listener_id, draft.follows or []),
     )
+
+
+def clean_follows(listener_id: str, follows: list[str]) -> list[str]:
+    """Distinct listener IDs, order kept; whether they exist is checked per batch."""
+    cleaned = list(dict.fromkeys(check_id(followed, "follows") for followed in follows))
+    if listener_id in cleaned:
+        raise InvalidItem("follows", "a listener cannot follow itself")
+    if len(cleaned) > MAX_FOLLOWS:
+        raise InvalidItem("follows", f"a listener may follow at most {MAX_FOLLOWS} listeners")
+    return cleaned
+
+
+def _naming(ids: list[str]) -> str:
+    named = ", ".join(ids[:MAX_NAMED_UNKNOWN])
+    more = len(ids) - MAX_NAMED_UNKNOWN
+    return f"{named} and {more} more" if more > 0 else named
+
+
+async def _drop_unknown_follows(
+    tenant_id: str, accepted: list[tuple[int, Listener]], listeners: ListenerStore
+) -> tuple[list[tuple[int, Listener]], list[Rejection]]:
+    """Keep the items whose followed listeners exist already or are stored by this batch.
+
+    A rejected item is not stored, so an item that follows the new listener it would have
+    created is rejected in turn.
+    """
+    in_batch = {listener.id for _, listener in accepted}
+    existing = await listeners.existing_ids(
+        tenant_id, sorted({f for _, listener in accepted for f in listener.follows})
+    )
+    rejected: list[Rejection] = []
+    removed: set[int] = set()  # positions in `accepted`
+    followers: defaultdict[str, list[int]] = defaultdict(list)  # new listener -> positions
+    for at, (index, listener) in enumerate(accepted):
+        if unknown := [f for f in listener.follows if f not in in_batch and f not in existing]:
+            rejected.append(
+                Rejection(index, "follows", f"unknown listener {_naming(unknown)}", True)
+            )
+            removed.add(at)
+        for followed in listener.follows:
+            if followed in in_batch and followed not in existing:
+                followers[followed].append(at)
+    pending = deque(sorted(removed))
+    while pending:
+        gone = accepted[pending.popleft()][1].id
+        for at in followers.pop(gone, []):
+            if at not in removed:
+                removed.add(at)
+                pending.append(at)
+                reason = f"unknown listener {gone}: its own item in this batch was rejected"
+                rejected.append(Rejection(accepted[at][0], "follows", reason, True))
+    return [item for at, item in enumerate(accepted) if at not in removed], rejected
 
 
 async def upsert_listeners(
     tenant_id: str, drafts: list[ListenerDraft], listeners: ListenerStore, now: datetime
 ) -> BatchResult[Listener]:
     accepted, rejected = sort_out(drafts, lambda d: new_listener(d, now), key=lambda li: li.id)
+    accepted, unknown = await _drop_unknown_follows(tenant_id, accepted, listeners)
+    rejected = sorted(rejected + unknown, key=lambda r: r.index)
     valid = [listener for _, listener in accepted]
-    await listeners.upsert_many(tenant_id, valid)
-    # Read back: an update keeps the original signup date.
+    keep = {listener.id for index, listener in accepted if drafts[index].follows is None}
+    await listeners.upsert_many(tenant_id, valid, keep_follows=keep)
+    # Read back: an update keeps the original signup date (and, unless given, its follows).
     stored = await listeners.by_ids(tenant_id, [li.id for li in valid])
     return BatchResult(stored=[stored[li.id] for li in valid if li.id in stored], rejected=rejected)
 
@@ -147,7 +220,9 @@ async def record_listens(
 ) -> BatchResult[Listen]:
     """Store every valid listen; unknown tracks or listeners are rejected items."""
     known_tracks = await tracks.by_ids(tenant_id, sorted({d.track_id for d in drafts}))
-    known_listeners = await listeners.by_ids(tenant_id, sorted({d.listener_id for d in drafts}))
+    known_listeners = await listeners.existing_ids(
+        tenant_id, sorted({d.listener_id for d in drafts})
+    )
 
     def build(draft: ListenDraft) -> Listen:
         if draft.listener_id not in known_listeners:

@@ -39,6 +39,21 @@ async def listens_of(
     return await info.context.loaders.recent_listens.load((listener.id, first, position))
 
 
+async def following_of(info: CtxInfo, listener: Listener, first: int) -> list[Listener]:
+    """The first `first` listeners of `listener.follows` that the tenant has. The loader is
+    bound to the caller's tenant: an ID of another tenant's listener finds nothing."""
+    info.context.authorize(Permission.READ)
+    check_first(first, info.context.settings.limits.max_page)
+    found: list[Listener] = []
+    rest = listener.follows
+    # One batched read of `first` IDs; another only for as many as were missing.
+    while rest and len(found) < first:
+        wanted, rest = rest[: first - len(found)], rest[first - len(found) :]
+        loaded = await info.context.loaders.listener.load_many(wanted)
+        found.extend(li for li in loaded if li is not None)
+    return found
+
+
 async def listener_of(info: CtxInfo, listen: Listen) -> Listener | None:
     info.context.authorize(Permission.READ)
     return await info.context.loaders.listener.load(listen.listener_id)

@@ -79,10 +79,22 @@ class ListenerInput:
     country: str = strawberry.field(description="ISO 3166-1 alpha-2")
     plan: str = strawberry.field(description="free, premium, family or student")
     signup_at: datetime | None = None
+    follows: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description=(
+            "IDs of the listeners this one follows (existing ones, or ones in this batch; "
+            f"at most {listening.MAX_FOLLOWS}). Replaces the stored list; left out, an "
+            "update keeps it and a new listener follows nobody."
+        ),
+    )
 
     def to_domain(self) -> listening.ListenerDraft:
         return listening.ListenerDraft(
-            id=self.id, country=self.country, plan=self.plan, signup_at=self.signup_at
+            id=self.id,
+            country=self.country,
+            plan=self.plan,
+            signup_at=self.signup_at,
+            follows=None if self.follows is None else [str(i) for i in self.follows],
         )
 
 

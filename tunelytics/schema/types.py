@@ -158,6 +158,14 @@ class Listener:
         page = await listening_resolvers.listens_of(info, self.entity, first, after)
         return connection(page, "PLAYED_AT", Listen.of, has_previous=after is not None)
 
+    @strawberry.field(
+        description="Listeners this one follows, in the order of its list (ones since "
+        "deleted left out)."
+    )
+    async def following(self, info: CtxInfo, first: int = 20) -> list[Listener]:
+        found = await listening_resolvers.following_of(info, self.entity, first)
+        return [Listener.of(li) for li in found]
+
 
 @strawberry.type
 class Listen:

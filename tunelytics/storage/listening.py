@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,11 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _listener(doc: Document) -> Listener:
     return Listener(
-        id=doc["id"], country=doc["country"], plan=doc["plan"], signup_at=doc["signup_at"]
+        id=doc["id"],
+        country=doc["country"],
+        plan=doc["plan"],
+        signup_at=doc["signup_at"],
+        follows=list(doc.get("follows") or []),  # documents from before follows had none
     )
 
 
@@ -68,34 +73,45 @@ class ListenerRepository:
         cursor = self.collection.find(keyed(tenant_id, ids), API_FIELDS)
         return {doc["id"]: _listener(doc) async for doc in cursor if doc["tenant_id"] == tenant_id}
 
+    async def existing_ids(self, tenant_id: str, ids: list[str]) -> set[str]:
+        """Which of these IDs are the tenant's listeners (a projected read: no follows)."""
+        if not ids:
+            return set()
+        cursor = self.collection.find(keyed(tenant_id, ids), {"_id": 0, "id": 1, "tenant_id": 1})
+        return {doc["id"] async for doc in cursor if doc["tenant_id"] == tenant_id}
+
     async def insert_new(self, tenant_id: str, items: list[Listener]) -> None:
         await insert_new(self.collection, tenant_id, [(i.id, _listener_document(i)) for i in items])
 
-    async def upsert_many(self, tenant_id: str, listeners: list[Listener]) -> None:
+    async def upsert_many(
+        self, tenant_id: str, listeners: list[Listener], keep_follows: Collection[str] = ()
+    ) -> None:
+        """Insert or update; a listener named in `keep_follows` keeps its stored follows
+        (a new one starts with none), the others' are replaced."""
         if not listeners:
             return
         now = datetime.now(UTC)
-        await self.collection.bulk_write(
-            [
-                UpdateOne(
-                    {"_id": document_key(tenant_id, li.id)},
-                    {
-                        "$set": {"country": li.country, "plan": li.plan},
-                        # A date on both servers ($set of one: compat p).
-                        "$currentDate": {"updated_at": True},
-                        "$setOnInsert": {
-                            "tenant_id": tenant_id,
-                            "id": li.id,
-                            "signup_at": li.signup_at,
-                            "created_at": now,
-                        },
-                    },
-                    upsert=True,
-                )
-                for li in listeners
-            ],
-            ordered=False,
-        )
+        writes = []
+        for li in listeners:
+            fields: Document = {"country": li.country, "plan": li.plan}
+            on_insert: Document = {
+                "tenant_id": tenant_id,
+                "id": li.id,
+                "signup_at": li.signup_at,
+                "created_at": now,
+            }
+            if li.id in keep_follows:
+                on_insert["follows"] = li.follows
+            else:
+                fields["follows"] = li.follows
+            update = {
+                "$set": fields,
+                # A date on both servers ($set of one: compat p).
+                "$currentDate": {"updated_at": True},
+                "$setOnInsert": on_insert,
+            }
+            writes.append(UpdateOne({"_id": document_key(tenant_id, li.id)}, update, upsert=True))
+        await self.collection.bulk_write(writes, ordered=False)
 
 
 class ListenRepository:
@@ -127,4 +143,10 @@ class ListenRepository:
 
 
 def _listener_document(li: Listener) -> Document:
-    return {"id": li.id, "country": li.country, "plan": li.plan, "signup_at": li.signup_at}
+    return {
+        "id": li.id,
+        "country": li.country,
+        "plan": li.plan,
+        "signup_at": li.signup_at,
+        "follows": li.follows,
+    }
