@@ -25,7 +25,7 @@ async def settle(training: TrainingService) -> None:
 
 async def test_the_demo_tenant_gets_models_and_forecasts_once(storage: Storage) -> None:
     slug = f"t-{uuid.uuid4().hex[:10]}"
-    await seed_demo(storage, slug, name="Demo", size=SIZE, seed=4)
+    seeded = await seed_demo(storage, slug, name="Demo", size=SIZE, seed=4)
     training = TrainingService(storage, LocalBroadcaster(), TRAINERS)
     try:
         jobs = await demo.prepare_demo(training, slug)
@@ -40,6 +40,15 @@ async def test_the_demo_tenant_gets_models_and_forecasts_once(storage: Storage) 
             assert done is not None and done.status == JobStatus.SUCCEEDED, done
         churn = await storage.models.active(slug, ModelKind.CHURN)
         assert churn is not None and {"auc", "brier"} <= churn.metrics.keys()
+        # Its listeners follow others, and the recommender learned a weight for that view.
+        stored = await storage.listeners.by_ids(slug, [li.id for li in seeded.listeners])
+        assert [stored[li.id].follows for li in seeded.listeners] == [
+            li.follows for li in seeded.listeners
+        ]
+        assert all(3 <= len(li.follows) <= 10 for li in seeded.listeners)
+        recommender = await storage.models.active(slug, ModelKind.RECOMMENDER)
+        assert recommender is not None
+        assert "following" in recommender.params["blend_weights"]
         stored = await PredictionRepository(storage.db).recent(slug, None, None, 10)
         subjects = sorted(p.subject for p in stored)
         assert subjects == ["artist:ar-0001", "tenant", "tenant"]

@@ -13,6 +13,7 @@ import pytest
 from tunelytics.domain.demo import DemoSize
 from tunelytics.seeding import seed_demo
 from tunelytics.storage import Storage, training_data
+from tunelytics.storage.scope import document_key
 from tunelytics.storage.training_data import read_recommender_data
 
 SIZE = DemoSize(artists=4, tracks=30, listeners=40, listens=1_500, days=30)
@@ -64,3 +65,34 @@ async def test_the_cap_bounds_the_read(storage: Storage, monkeypatch: pytest.Mon
         zip(data.history.listener_ids.tolist(), data.history.track_ids.tolist(), strict=True)
     )
     assert not read - mine
+
+
+async def test_the_read_carries_the_tenants_follows_only(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(training_data, "PAGE", 7)
+    slug, other = (f"t-{uuid.uuid4().hex[:10]}" for _ in range(2))
+    demo = await seed_demo(storage, slug, name=slug, size=SIZE, seed=3)
+    other_demo = await seed_demo(storage, other, name=other, size=SIZE, seed=4)
+    # A document from before listeners had follows reads as following nobody.
+    quiet = demo.listeners[0]
+    await storage.db["listeners"].update_one(
+        {"_id": document_key(slug, quiet.id)}, {"$unset": {"follows": ""}}
+    )
+
+    data = await read_recommender_data(storage, slug)
+
+    assert data.following is not None
+    read = Counter(
+        zip(
+            data.following.follower_ids.tolist(),
+            data.following.followed_ids.tolist(),
+            strict=True,
+        )
+    )
+    mine = Counter((li.id, f) for li in demo.listeners[1:] for f in li.follows)
+    theirs = Counter((li.id, f) for li in other_demo.listeners for f in li.follows)
+    assert read == mine and read != theirs  # the same IDs in both tenants, other pairs
+    # Nobody follows anybody: no following view at all.
+    await storage.db["listeners"].update_many({"tenant_id": slug}, {"$set": {"follows": []}})
+    assert (await read_recommender_data(storage, slug)).following is None

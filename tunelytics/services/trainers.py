@@ -40,7 +40,9 @@ def _fit_recommender(
     from tunelytics.domain.recommend import RecommenderConfig, train_recommender
 
     config = RecommenderConfig(**params) if params else None
-    return train_recommender(data.history, data.catalogue, config=config, progress=progress)
+    return train_recommender(
+        data.history, data.catalogue, config=config, progress=progress, following=data.following
+    )
 
 
 def _load_recommender(artifact: bytes) -> Recommender:

@@ -389,7 +389,7 @@ class TrainingService:
 # trains in a fraction of the time (docs/benchmarks.md).
 DEMO_PARAMS: dict[ModelKind, dict[str, Any]] = {
     ModelKind.RECOMMENDER: {
-        "components": ["ease", "genre", "artist", "audio", "popularity"],
+        "components": ["ease", "following", "genre", "artist", "audio", "popularity"],
         "blend_listeners": 256,
         "blend_steps": 20,
     }

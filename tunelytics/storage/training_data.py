@@ -31,7 +31,7 @@ from tunelytics.storage.listening import listen_sequence
 from tunelytics.storage.scope import tenant_scope
 
 if TYPE_CHECKING:
-    from tunelytics.domain.recommend import Catalogue, ListeningHistory
+    from tunelytics.domain.recommend import Catalogue, Following, ListeningHistory
 
 MAX_LISTENS = 2_000_000
 HISTORY_DAYS = 365
@@ -45,6 +45,7 @@ class RecommenderData:
     history: ListeningHistory
     catalogue: Catalogue
     window: DataWindow
+    following: Following | None = None  # None: nobody follows anyone
 
 
 async def read_recommender_data(
@@ -54,7 +55,11 @@ async def read_recommender_data(
     days: int = HISTORY_DAYS,
     now: datetime | None = None,
 ) -> RecommenderData:
-    from tunelytics.domain.recommend import Catalogue, ListeningHistory  # imports torch
+    from tunelytics.domain.recommend import (  # imports torch
+        Catalogue,
+        Following,
+        ListeningHistory,
+    )
 
     db = storage.db
     track_ids: list[str] = []
@@ -84,7 +89,9 @@ async def read_recommender_data(
     played: list[float] = []
     ms: list[int] = []
     skipped: list[bool] = []
-    async for page in _listens(db, tenant_id, listen_sequence(since, ObjectId("0" * 24))):
+    follows: list[tuple[str, str]] = []
+    since_seq = listen_sequence(since, ObjectId("0" * 24))
+    async for page in _listens(db, tenant_id, since_seq, follows):
         for doc in page[: max_listens - len(played)]:
             listeners.append(doc["listener_id"])
             tracks.append(doc["track_id"])
@@ -113,7 +120,11 @@ async def read_recommender_data(
         end=datetime.fromtimestamp(max(played), UTC) if played else None,
         items=len(played),
     )
-    return RecommenderData(history, catalogue, window)
+    following = None
+    if follows:
+        follower_ids, followed_ids = zip(*follows, strict=True)
+        following = Following(np.array(follower_ids, str), np.array(followed_ids, str))
+    return RecommenderData(history, catalogue, window, following)
 
 
 async def _pages(
@@ -135,14 +146,20 @@ async def _pages(
         await asyncio.sleep(0)
 
 
-async def _listens(db: Any, tenant_id: str, since_seq: str) -> AsyncIterator[list[Document]]:
+async def _listens(
+    db: Any, tenant_id: str, since_seq: str, follows: list[tuple[str, str]]
+) -> AsyncIterator[list[Document]]:
     """The tenant's listens since `since_seq`, a range of listeners per query, sized from
-    the listens per listener seen so far to come to about PAGE documents."""
+    the listens per listener seen so far to come to about PAGE documents. The listeners'
+    (follower, followed) pairs are appended to `follows` on the way (one read for both);
+    pairs of listeners a capped read stops before have no history to train on anyway."""
     fields = {"_id": 0, "listener_id": 1, "track_id": 1, "ts": 1, "ms_played": 1, "skipped": 1}
     pending: list[str] = []
     per_query, seen_listeners, seen_listens = 8, 0, 0
-    async for page in _pages(db["listeners"], tenant_id, {"_id": 0, "id": 1}, size=1_000):
+    listener_fields = {"_id": 0, "id": 1, "follows": 1}
+    async for page in _pages(db["listeners"], tenant_id, listener_fields, size=1_000):
         pending.extend(doc["id"] for doc in page)
+        follows.extend((doc["id"], f) for doc in page for f in doc.get("follows") or ())
         while len(pending) >= per_query:
             chunk, pending = pending[:per_query], pending[per_query:]
             found = await _listens_of(db, tenant_id, chunk, since_seq, fields)
