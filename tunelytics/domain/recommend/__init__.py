@@ -24,21 +24,22 @@ following=None) -> Recommender``. ``progress(fraction 0..1, message)`` is called
 step. Components: implicit ALS (weighted MF trained with PyTorch, skips as confident
 zeros), EASE (closed form through a thin SVD, lambda chosen on the hold-out), following
 (the mean EASE listener vector of the listeners one follows, scored against EASE's
-tracks; given ``following``), content views (genres, artist, audio) and popularity. Each component's scores are standardised per listener; the blend weights
-are fitted with PyTorch on a time-based hold-out (the latest ``holdout_fraction`` of
-listens; random when there are no times): a listwise softmax likelihood over every
-component's top ``blend_top`` unseen tracks (Newton steps), then a coordinate search for
-NDCG@10. With a random hold-out the blend learns from ``blend_folds`` folds at once (each
-its own seeded split and component fit; default 2): one fold's weights are noisy. Then the
-components are refitted on all listens. Serving concatenates the
-weighted components into one user and one item matrix (dims: factors + EASE rank +
-content dims + 1; following adds its user block onto EASE's item block), so a batch is
-one matmul and one top-k. ``recommender.metrics`` holds hold-out
-``recall@10``, ``ndcg@10``, ``coverage@10`` (plus ``<component>.ndcg@10``, ``split``,
-``validation_listeners``); ``recommender.data_window`` holds ``listens``, ``listeners``,
-``tracks``, ``split`` and, with times, ``start``/``end``/``holdout_from`` (ISO 8601);
-``recommender.parameters`` the config, the chosen ``ease_lambda``, ``blend_weights`` and
-``timings``; ``recommender.blend_weights`` the learned weight per component.
+tracks; given ``following``), content views (genres, artist, audio) and popularity. Each
+component's scores are standardised per listener; the blend weights are fitted with
+PyTorch on a time-based hold-out (the latest ``holdout_fraction`` of listens; random
+when there are no times): a listwise softmax likelihood over every component's top
+``blend_top`` unseen tracks (Newton steps), then a coordinate search for NDCG@10. With a
+random hold-out the blend learns from ``blend_folds`` folds at once (each its own seeded
+split and component fit; default 2): one fold's weights are noisy. Then the components
+are refitted on all listens. Serving concatenates the weighted components into one user
+and one item matrix (dims: factors + EASE rank + content dims + 1; following adds its
+user block onto EASE's item block), so a batch is one matmul and one top-k.
+``recommender.metrics`` holds hold-out ``recall@10``, ``ndcg@10``, ``coverage@10`` (plus
+``<component>.ndcg@10``, ``split``, ``validation_listeners``);
+``recommender.data_window`` holds ``listens``, ``listeners``, ``tracks``, ``split`` and,
+with times, ``start``/``end``/``holdout_from`` (ISO 8601); ``recommender.parameters``
+the config, the chosen ``ease_lambda``, ``blend_weights`` and ``timings``;
+``recommender.blend_weights`` the learned weight per component.
 
 Serving (all batched, results aligned with the inputs, None for an unknown ID):
 
