@@ -17,7 +17,7 @@ from tunelytics.domain.recommend import (
     RecommenderConfig,
     train_recommender,
 )
-from tunelytics.domain.recommend.model import user_scale
+from tunelytics.domain.recommend.model import ComponentState, user_scale
 
 N_LISTENERS = 120
 N_TRACKS = 80
@@ -419,3 +419,33 @@ def test_following_names_outside_the_history_are_ignored() -> None:
     assert bool((model.scores(["l0", "l3"]) == clean.scores(["l0", "l3"])).all())
     with pytest.raises(ValueError, match="same length"):
         Following(np.array(["a", "b"]), np.array(["c"]))
+
+
+def test_a_batched_request_ranks_as_the_same_request_alone() -> None:
+    """Micro-batching must not change answers: with scores that differ only by float32
+    rounding (near-duplicate tracks), the order may not depend on the batch's shape."""
+    torch.manual_seed(0)
+    n_listeners, n_tracks, dims = 300, 4000, 64
+    users = (torch.randn(n_listeners, dims) * 4).round() / 4
+    items = (torch.randn(n_tracks, dims) * 4).round() / 4
+    items[: n_tracks // 2] = items[n_tracks // 2 :] * 1.0000001
+    model = Recommender(
+        listener_ids=[f"l{i}" for i in range(n_listeners)],
+        track_ids=[f"t{i}" for i in range(n_tracks)],
+        artist_ids=["a"],
+        track_artist=torch.zeros(n_tracks, dtype=torch.long),
+        history_indptr=torch.zeros(n_listeners + 1, dtype=torch.long),
+        history_tracks=torch.zeros(0, dtype=torch.long),
+        history_weights=torch.zeros(0),
+        components=[ComponentState("als", users, items, None, 1.0)],
+    )
+    ids = [f"l{i}" for i in range(n_listeners)]
+    batched = [
+        recs
+        for lo in range(0, n_listeners, 64)
+        for recs in model.recommend(ids[lo : lo + 64], k=10)
+    ]
+    alone = [model.recommend([lid], k=10)[0] for lid in ids]
+    assert [[r.track_id for r in recs or []] for recs in batched] == [
+        [r.track_id for r in recs or []] for recs in alone
+    ]

@@ -24,6 +24,9 @@ SOCIAL = ("following",)
 EXACT_SCAN_FLOATS = 8_000_000
 COARSE_RANK = 96
 RESCORE_POOL = 1024
+# Candidates beyond the requested ones, so that equal scores at the cut are ordered by
+# track whatever order topk found them in.
+TIE_MARGIN = 16
 
 
 @dataclass
@@ -55,13 +58,13 @@ def user_scale(users: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
 
 
 def _ordered_top(
-    scores: torch.Tensor, tracks: torch.Tensor, n: int, margin: int = 16
+    scores: torch.Tensor, tracks: torch.Tensor, n: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The best n (score, track) per row, equal scores ordered by track index. topk alone
     orders ties as its kernel happens to (it differs with the batch size), and tracks
-    nothing distinguishes (e.g. unplayed tracks of one genre) tie exactly; a few extra
-    candidates make a tie at the cut resolve the same way too."""
-    m = min(scores.shape[1], n + margin)
+    nothing distinguishes (e.g. unplayed tracks of one genre) tie exactly; TIE_MARGIN more
+    candidates (the caller's pool holds them) make a tie at the cut resolve the same way."""
+    m = min(scores.shape[1], n + TIE_MARGIN)
     top_scores, at = torch.topk(scores, m, dim=1)
     top_tracks = torch.gather(tracks, 1, at)
     by_track = torch.argsort(top_tracks, dim=1)
@@ -325,12 +328,15 @@ class Recommender:
             if int(lengths.sum()):
                 row_idx = torch.repeat_interleave(torch.arange(len(histories)), lengths)
                 scan[row_idx, torch.cat([h[0] for h in histories])] = -torch.inf
-        if coarse is None:
-            return _ordered_top(scan, torch.arange(scan.shape[1]).expand_as(scan), n_cand)
-        pool_scores, pool = torch.topk(scan, min(scan.shape[1], max(RESCORE_POOL, n_cand)), dim=1)
-        exact = torch.bmm(self._items[pool], users[:, :, None]).squeeze(2)
+        pool_size = n_cand + TIE_MARGIN if coarse is None else max(RESCORE_POOL, n_cand)
+        pool_scores, pool = torch.topk(scan, min(scan.shape[1], pool_size), dim=1)
+        # The pool is re-scored in float64, one dot product per track: a float32 matmul's
+        # rounding depends on the batch's shape, so tracks within ~1e-7 of each other could
+        # swap places between a micro-batched request and the same request alone.
+        exact = torch.bmm(self._items[pool].double(), users.double()[:, :, None]).squeeze(2)
         exact = exact.masked_fill(~torch.isfinite(pool_scores), -torch.inf)
-        return _ordered_top(exact, pool, n_cand)
+        top_scores, top_tracks = _ordered_top(exact, pool, n_cand)
+        return top_scores.float(), top_tracks
 
     def _rerank(
         self,
