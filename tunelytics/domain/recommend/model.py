@@ -328,14 +328,21 @@ class Recommender:
             if int(lengths.sum()):
                 row_idx = torch.repeat_interleave(torch.arange(len(histories)), lengths)
                 scan[row_idx, torch.cat([h[0] for h in histories])] = -torch.inf
-        pool_size = n_cand + TIE_MARGIN if coarse is None else max(RESCORE_POOL, n_cand)
-        pool_scores, pool = torch.topk(scan, min(scan.shape[1], pool_size), dim=1)
-        # The pool is re-scored in float64, one dot product per track: a float32 matmul's
-        # rounding depends on the batch's shape, so tracks within ~1e-7 of each other could
-        # swap places between a micro-batched request and the same request alone.
-        exact = torch.bmm(self._items[pool].double(), users.double()[:, :, None]).squeeze(2)
-        exact = exact.masked_fill(~torch.isfinite(pool_scores), -torch.inf)
-        top_scores, top_tracks = _ordered_top(exact, pool, n_cand)
+        width = min(scan.shape[1], n_cand + TIE_MARGIN)
+        if coarse is None:
+            pool_scores, pool = torch.topk(scan, width, dim=1)
+        else:
+            wide_scores, wide = torch.topk(scan, min(scan.shape[1], max(RESCORE_POOL, n_cand)), 1)
+            exact = torch.bmm(self._items[wide], users[:, :, None]).squeeze(2)
+            exact = exact.masked_fill(~torch.isfinite(wide_scores), -torch.inf)
+            pool_scores, at = torch.topk(exact, width, dim=1)
+            pool = wide.gather(1, at)
+        # The final candidates are re-scored in float64: a float32 matmul's rounding depends
+        # on the batch's shape, so tracks within ~1e-7 of each other could swap places
+        # between a micro-batched request and the same request alone.
+        final = torch.bmm(self._items[pool].double(), users.double()[:, :, None]).squeeze(2)
+        final = final.masked_fill(~torch.isfinite(pool_scores), -torch.inf)
+        top_scores, top_tracks = _ordered_top(final, pool, n_cand)
         return top_scores.float(), top_tracks
 
     def _rerank(
