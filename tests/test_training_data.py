@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tunelytics.domain.demo import DemoSize
+from tunelytics.domain.models import ModelKind
 from tunelytics.seeding import seed_demo
+from tunelytics.services.trainers import TRAINERS
 from tunelytics.storage import Storage, training_data
 from tunelytics.storage.scope import document_key
 from tunelytics.storage.training_data import read_recommender_data
@@ -93,6 +95,12 @@ async def test_the_read_carries_the_tenants_follows_only(
     mine = Counter((li.id, f) for li in demo.listeners[1:] for f in li.follows)
     theirs = Counter((li.id, f) for li in other_demo.listeners for f in li.follows)
     assert read == mine and read != theirs  # the same IDs in both tenants, other pairs
+    # The recommender's trainer hands them on: its model has a following view.
+    model = TRAINERS[ModelKind.RECOMMENDER].fit(data, {"factors": 8}, lambda _f, _m: None)
+    assert "following" in model.blend_weights
     # Nobody follows anybody: no following view at all.
     await storage.db["listeners"].update_many({"tenant_id": slug}, {"$set": {"follows": []}})
-    assert (await read_recommender_data(storage, slug)).following is None
+    data = await read_recommender_data(storage, slug)
+    assert data.following is None
+    model = TRAINERS[ModelKind.RECOMMENDER].fit(data, {"factors": 8}, lambda _f, _m: None)
+    assert "following" not in model.blend_weights
