@@ -133,22 +133,23 @@ class Recommender:
         summed onto it before the scan (``_serving``)."""
         users, items, slices, user_to_item = [], [], [], []
         self._active: list[tuple[ComponentState, torch.Tensor, torch.Tensor]] = []
-        blocks: list[tuple[torch.Tensor, int]] = []  # (raw item matrix, its first column)
+        # (raw item matrix, its first column, its covariance, its mean), one per block
+        blocks: list[tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]] = []
         item_weights: list[torch.Tensor] = []
         user_start = item_start = 0
         for c in self.components:
             if c.weight == 0.0:
                 continue
-            cov, mean = c.item_cov, c.item_mean
             d = c.items.shape[1]
-            users.append(c.users * (c.weight * user_scale(c.users, cov))[:, None])
-            at = next((lo for raw, lo in blocks if raw is c.items), None)
-            if at is None:
-                at = item_start
-                blocks.append((c.items, at))
-                items.append(c.items - mean)
+            shared = next((b for b in blocks if b[0] is c.items), None)
+            if shared is None:
+                shared = (c.items, item_start, c.item_cov, c.item_mean)
+                blocks.append(shared)
+                items.append(c.items - shared[3])
                 item_weights.append(torch.full((d,), abs(c.weight)))
                 item_start += d
+            _, at, cov, mean = shared
+            users.append(c.users * (c.weight * user_scale(c.users, cov))[:, None])
             user_to_item.append(torch.arange(at, at + d))
             slices.append((c.name, user_start, user_start + d, at, at + d))
             user_start += d
