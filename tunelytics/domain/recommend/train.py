@@ -396,14 +396,10 @@ def train_recommender(
                 if ndcg > best:
                     best, ease_lambda = ndcg, lam
             ease = ease_component(basis, ease_lambda)
-            comps = [
-                ease
-                if c.name == "ease"
-                else following_component(follows, ease)
-                if c.name == "following" and follows is not None
-                else c
-                for c in comps
-            ]
+            refitted = {"ease": ease}
+            if follows is not None:  # following is scored against EASE's tracks
+                refitted["following"] = following_component(follows, ease)
+            comps = [refitted.get(c.name, c) for c in comps]
         report(0.5, "learning the blend weights")
         parts = [_blend_candidates(comps, split.train.positive, split.valid, blend_rows, config)]
         # More random hold-out folds (their own split and component fits) for the blend to
